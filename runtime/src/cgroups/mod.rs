@@ -1,0 +1,1 @@
+//! cgroup managers for v1, v2 and the hybrid layout.
