@@ -7,5 +7,17 @@
 //!   the namespaces, rootfs, credentials and seccomp from inside.
 
 pub mod cgroups;
+pub mod cli;
+pub mod container;
+pub mod features;
+pub mod hooks;
+pub mod host;
+pub mod identity;
+pub mod lifecycle;
+pub mod logging;
+pub mod namespaces;
+pub mod process;
+pub mod rlimits;
 pub mod rootfs;
 pub mod seccomp;
+pub mod selfexe;

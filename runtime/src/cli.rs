@@ -1,0 +1,120 @@
+//! Command-line arguments, shaped like runc's so that podman, containerd and Docker can call
+//! runvm exactly as they call runc. No logic lives here.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "runvm", version, about = "An OCI container runtime: containers and KVM sandboxes")]
+pub struct Cli {
+    /// Directory for container state.
+    #[arg(long, global = true, default_value = "/run/runvm")]
+    pub root: PathBuf,
+    /// Also write log messages to this file.
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    /// Format of the log file.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log debug messages.
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Use systemd to manage cgroups (not available: runvm drives cgroupfs directly).
+    #[arg(long, global = true)]
+    pub systemd_cgroup: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// Path to the bundle directory.
+    #[arg(long, short, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Unix socket that receives the pty master when process.terminal is true.
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Write the container's init pid to this file.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Use chroot instead of pivot_root (for a rootfs on a ramdisk).
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring for the container.
+    #[arg(long)]
+    pub no_new_keyring: bool,
+    /// Pass N extra file descriptors (3..3+N) into the container.
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+    pub id: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a container; its process waits for `start`.
+    Create(CreateArgs),
+    /// Start the user process of a created container.
+    Start { id: String },
+    /// Print the state of a container as JSON.
+    State { id: String },
+    /// Send a signal to the container's init (or to all its processes).
+    Kill {
+        /// Signal every process of the container, not just init.
+        #[arg(long, short)]
+        all: bool,
+        id: String,
+        /// Signal name (KILL, SIGKILL) or number.
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a container and everything runvm made for it.
+    Delete {
+        /// Kill the container first if it is still running; a missing container is no error.
+        #[arg(long, short)]
+        force: bool,
+        id: String,
+    },
+    /// Create and start a container; wait for it unless --detach.
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Return once the container has started.
+        #[arg(long, short)]
+        detach: bool,
+        /// Keep the stopped container's state (do not delete it).
+        #[arg(long)]
+        keep: bool,
+    },
+    /// List containers.
+    #[command(alias = "ps-all")]
+    List {
+        #[arg(long, short, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        /// Print only the ids.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Write a template config.json.
+    Spec {
+        #[arg(long, short, default_value = ".")]
+        bundle: PathBuf,
+        /// A config for an unprivileged user: user namespace, no network namespace change.
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Print what this build of runvm supports, as a runtime-spec features document.
+    Features,
+}

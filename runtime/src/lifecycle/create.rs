@@ -1,0 +1,128 @@
+//! `create`: claim the id, build the cgroup, launch init and record the state. Every step that
+//! can fail runs under a guard that undoes the ones before it, so a failed `create` leaves no
+//! cgroup, state directory, mount or process behind.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use runvm_oci::{load_bundle, validate_id, ContainerState, HookSet, Status};
+
+use super::Error;
+use crate::cgroups::{self, CgroupManager};
+use crate::container::{proc_start_time, ContainerDir, Store};
+use crate::process::launch::{launch, LaunchRequest, Launched};
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// A created container whose init waits for `start`. Holds the state-dir lock.
+#[derive(Debug)]
+pub struct Created {
+    pub dir: ContainerDir,
+    pub state: ContainerState,
+    pub init: Launched,
+}
+
+/// Undoes a partial create unless disarmed.
+struct Undo {
+    dir: Option<ContainerDir>,
+    cgroup: Option<CgroupManager>,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Some(cgroup) = self.cgroup.take() {
+            if let Err(e) = cgroup.remove() {
+                crate::logging::warn(&format!("cleanup after failed create: {e}"));
+            }
+        }
+        if let Some(dir) = self.dir.take() {
+            if let Err(e) = dir.remove() {
+                crate::logging::warn(&format!("cleanup after failed create: {e}"));
+            }
+        }
+    }
+}
+
+pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, Error> {
+    validate_id(&opts.id)?;
+    let bundle = load_bundle(&opts.bundle)?;
+    crate::host::check(&bundle.spec)?;
+    let linux = bundle.spec.linux().as_ref();
+    let layout = cgroups::detect_layout()?;
+    let cgroup = CgroupManager::new(
+        layout,
+        linux.and_then(|l| l.cgroups_path().as_deref()),
+        &opts.id,
+    )?;
+
+    let mut undo = Undo {
+        dir: Some(store.create(&opts.id)?),
+        cgroup: None,
+    };
+    cgroup.create()?;
+    undo.cgroup = Some(cgroup.clone());
+    if let Some(resources) = linux.and_then(|l| l.resources().as_ref()) {
+        cgroup.apply(resources)?;
+    }
+
+    let dir = undo.dir.as_ref().ok_or_else(|| Error::Setup("state dir lost".into()))?;
+    let init = launch(&LaunchRequest {
+        bundle: &bundle,
+        id: &opts.id,
+        dir,
+        cgroup: &cgroup,
+        console_socket: opts.console_socket.as_deref(),
+        no_pivot: opts.no_pivot,
+        no_new_keyring: opts.no_new_keyring,
+        preserve_fds: opts.preserve_fds,
+    })?;
+
+    let hooks = bundle.spec.hooks().as_ref();
+    let state = ContainerState {
+        oci_version: bundle.spec.version().clone(),
+        id: opts.id.clone(),
+        status: Status::Created,
+        pid: init.pid,
+        pid_start_time: proc_start_time(init.pid).map_or(0, |(start, _)| start),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+        created: humantime::format_rfc3339_nanos(SystemTime::now()).to_string(),
+        owner: nix::unistd::geteuid().as_raw(),
+        cgroup_path: linux
+            .and_then(|l| l.cgroups_path().clone())
+            .unwrap_or_default(),
+        hooks: HookSet {
+            poststart: hooks.and_then(|h| h.poststart().clone()).unwrap_or_default(),
+            poststop: hooks.and_then(|h| h.poststop().clone()).unwrap_or_default(),
+        },
+    };
+    let recorded = dir.save(&state).map_err(Error::from).and_then(|()| match &opts.pid_file {
+        Some(pid_file) => write_pid_file(pid_file, init.pid),
+        None => Ok(()),
+    });
+    if let Err(e) = recorded {
+        init.kill_and_reap();
+        return Err(e);
+    }
+    let dir = undo.dir.take().ok_or_else(|| Error::Setup("state dir lost".into()))?;
+    undo.cgroup = None;
+    Ok(Created { dir, state, init })
+}
+
+/// Written atomically: clients poll for this file and must never read half a pid.
+fn write_pid_file(path: &std::path::Path, pid: i32) -> Result<(), Error> {
+    let tmp = path.with_extension("runvm-tmp");
+    std::fs::write(&tmp, pid.to_string())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| Error::Setup(format!("--pid-file {}: {e}", path.display())))
+}

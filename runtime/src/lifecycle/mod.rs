@@ -1,0 +1,26 @@
+//! The container lifecycle, one operation per file. The `runvm` CLI and (later) the shim call
+//! these; they print nothing themselves.
+
+mod create;
+mod delete;
+mod error;
+mod kill;
+mod start;
+mod state;
+
+pub use create::{create, CreateOptions, Created};
+pub use delete::delete;
+pub use error::Error;
+pub use kill::{kill, parse_signal};
+pub use start::start;
+pub use state::{container_state, list, Listed};
+
+use crate::cgroups::{self, CgroupManager};
+use runvm_oci::ContainerState;
+
+/// The cgroup manager of an existing container, rebuilt from its state.
+pub(crate) fn cgroup_of(state: &ContainerState) -> Result<CgroupManager, Error> {
+    let layout = cgroups::detect_layout()?;
+    let configured = Some(state.cgroup_path.as_path()).filter(|p| !p.as_os_str().is_empty());
+    Ok(CgroupManager::new(layout, configured, &state.id)?)
+}

@@ -1,0 +1,329 @@
+//! The container's init, from clone to execve. It runs in a single-threaded copy of the cli and
+//! only applies what the cli prepared; every failure before `Ready` is sent back to the cli.
+//!
+//! Order (each step needs the one before):
+//! 1. wait for the cli's `Go` (cgroups joined, id maps written)
+//! 2. namespaces: become root of a new user ns, join paths, new cgroup ns, new time ns
+//! 3. sysctls, hostname, oom_score_adj, keyring (in the container's namespaces, before pivot)
+//! 4. rootfs mounts; cli runs prestart + createRuntime hooks; createContainer hooks here
+//! 5. pivot_root, masked/readonly paths, console, cwd, rlimits, program lookup -> `Ready`
+//! 6. wait on exec.fifo for `start`; startContainer hooks
+//! 7. credentials, capabilities, no_new_privs, seccomp, personality -> execve
+
+use std::fs;
+use std::io::Read;
+use std::os::fd::{FromRawFd, RawFd};
+use std::path::Path;
+
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{signal, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::unistd::{setresgid, setresuid, Gid, Uid};
+use oci_spec::runtime::{LinuxPersonalityDomain, Spec};
+
+use super::channel::{Channel, Msg};
+use super::exec::ExecPlan;
+use crate::identity::{switch_user, CapsPlan};
+use crate::namespaces::{self, NamespacePlan};
+use crate::rootfs::{self, CgroupMountSource, RootfsPlan};
+use crate::seccomp::CompiledSeccomp;
+
+/// Everything init needs, prepared and validated by the cli before clone.
+pub struct InitPlan<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub ns: NamespacePlan,
+    pub caps: CapsPlan,
+    pub seccomp: Option<CompiledSeccomp>,
+    pub exec: ExecPlan,
+    pub cgroup_sources: Vec<CgroupMountSource>,
+    pub no_pivot: bool,
+    pub new_keyring: bool,
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    /// Filled in from the cli's `Go`.
+    pub host_pid: i32,
+    /// exec.fifo opened O_RDWR: init blocks reading it until `start` writes a byte.
+    pub fifo_fd: RawFd,
+    pub console_fd: Option<RawFd>,
+    /// Descriptors 3..3+N handed to the container on purpose (--preserve-fds).
+    pub preserve_fds: u32,
+    /// Descriptors of the cli that init must not keep (the state-dir lock).
+    pub close_fds: Vec<RawFd>,
+}
+
+/// Runs init to the end. Never returns: execs the user's program or exits.
+pub fn run(mut plan: InitPlan, chan: Channel) -> ! {
+    let err = match setup(&mut plan, &chan) {
+        Ok(()) => unreachable_exec(&plan),
+        Err(e) => e,
+    };
+    // Before Ready the cli reports the error; after it, stderr is all that is left.
+    if chan.send(&Msg::Error(err.clone())).is_err() {
+        eprintln!("runvm init: {err}");
+    }
+    // SAFETY: _exit ends this process without running the cli's atexit handlers or destructors.
+    unsafe { libc::_exit(1) }
+}
+
+fn unreachable_exec(plan: &InitPlan) -> String {
+    format!("init for {} ended without exec", plan.id)
+}
+
+fn setup(plan: &mut InitPlan, chan: &Channel) -> Result<(), String> {
+    for fd in &plan.close_fds {
+        // SAFETY: closing a descriptor inherited from the cli that init must not hold.
+        unsafe { libc::close(*fd) };
+    }
+    // The cli blocks signals it forwards; the container must start with none blocked.
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    let spec = plan.spec;
+
+    plan.host_pid = match chan.recv() {
+        Ok(Some(Msg::Go(pid))) => pid,
+        other => return Err(format!("init: expected Go from the runtime, got {other:?}")),
+    };
+    enter_namespaces(&plan.ns)?;
+    if plan.ns.new_time {
+        enter_time_namespace(spec)?;
+    }
+    let linux = spec.linux().as_ref();
+
+    for (key, value) in linux.and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
+        write_sysctl(key, value)?;
+    }
+    if let Some(host) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(host).map_err(|e| format!("hostname {host:?}: {e}"))?;
+    }
+    if let Some(domain) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
+        set_domainname(domain)?;
+    }
+    let process = spec.process().as_ref();
+    if let Some(adj) = process.and_then(|p| p.oom_score_adj()) {
+        fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| format!("process.oomScoreAdj {adj}: {e}"))?;
+    }
+    if plan.new_keyring {
+        join_session_keyring(plan.id);
+    }
+
+    let rootfs_plan = RootfsPlan {
+        spec,
+        rootfs: plan.rootfs,
+        in_new_userns: plan.ns.new_user,
+        cgroup_ns: plan.ns.new_cgroup,
+        cgroup_sources: std::mem::take(&mut plan.cgroup_sources),
+    };
+    rootfs::prepare(&rootfs_plan).map_err(|e| e.to_string())?;
+
+    chan.send(&Msg::Hooks).map_err(|e| format!("init: channel: {e}"))?;
+    expect(chan, Msg::HooksDone)?;
+    if let Some(hooks) = spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()) {
+        crate::hooks::run_hooks("createContainer", hooks, &hook_state(plan, "creating"))
+            .map_err(|e| e.to_string())?;
+    }
+
+    rootfs::pivot(plan.rootfs, plan.no_pivot).map_err(|e| e.to_string())?;
+    rootfs::finish(spec).map_err(|e| e.to_string())?;
+
+    let terminal = process.and_then(|p| p.terminal()).unwrap_or(false);
+    match (terminal, plan.console_fd) {
+        (true, Some(sock)) => {
+            super::console::setup(sock, process.and_then(|p| p.console_size()))?;
+            // SAFETY: the console socket was inherited from the cli and is used up now.
+            unsafe { libc::close(sock) };
+        }
+        (true, None) => {
+            return Err("process.terminal is true but no --console-socket was given".into())
+        }
+        (false, _) => {
+            // A session of its own keeps the container out of the caller's job control.
+            let _ = nix::unistd::setsid();
+        }
+    }
+
+    if let Some(p) = process {
+        nix::unistd::chdir(p.cwd())
+            .map_err(|e| format!("process.cwd {}: {e}", p.cwd().display()))?;
+        crate::rlimits::apply(p.rlimits().as_deref().unwrap_or_default())?;
+        plan.exec.add_home(p.user().uid());
+    }
+    let program = plan.exec.resolve()?;
+
+    chan.send(&Msg::Ready).map_err(|e| format!("init: channel: {e}"))?;
+    wait_for_start(plan.fifo_fd)?;
+
+    if let Some(hooks) = spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()) {
+        crate::hooks::run_hooks("startContainer", hooks, &hook_state(plan, "created"))
+            .map_err(|e| e.to_string())?;
+    }
+    finalize_credentials(plan)?;
+    if let Some(personality) = linux.and_then(|l| l.personality().as_ref()) {
+        // <linux/personality.h>: PER_LINUX = 0, PER_LINUX32 = 8 (libc does not export them).
+        let persona: libc::c_ulong = match personality.domain() {
+            LinuxPersonalityDomain::PerLinux32 => 0x0008,
+            LinuxPersonalityDomain::PerLinux => 0x0000,
+        };
+        // SAFETY: personality(2) only changes the execution domain of this process.
+        if unsafe { libc::personality(persona) } < 0 {
+            return Err(format!("linux.personality: {}", std::io::Error::last_os_error()));
+        }
+    }
+    close_inherited_fds(plan.preserve_fds);
+    // Rust ignores SIGPIPE; execve keeps ignored signals ignored, so restore the default.
+    // SAFETY: setting a default disposition installs no handler code.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    Err(plan.exec.exec(&program))
+}
+
+fn expect(chan: &Channel, want: Msg) -> Result<(), String> {
+    match chan.recv() {
+        Ok(Some(msg)) if msg == want => Ok(()),
+        Ok(other) => Err(format!("init: expected {want:?} from the runtime, got {other:?}")),
+        Err(e) => Err(format!("init: channel: {e}")),
+    }
+}
+
+fn enter_namespaces(ns: &NamespacePlan) -> Result<(), String> {
+    if ns.new_user {
+        // The cli mapped ids; become root of the new namespace (maps container 0).
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .map_err(|e| format!("linux.gidMappings: setresgid(0) in the new user namespace: {e}"))?;
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .map_err(|e| format!("linux.uidMappings: setresuid(0) in the new user namespace: {e}"))?;
+    }
+    for (typ, path) in &ns.joins {
+        namespaces::join(*typ, path)?;
+    }
+    if ns.new_cgroup {
+        unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| format!("linux.namespaces (cgroup): unshare: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Creates the time namespace and writes its offsets. The calling process enters it at execve.
+fn enter_time_namespace(spec: &Spec) -> Result<(), String> {
+    unshare(namespaces::flag_of(oci_spec::runtime::LinuxNamespaceType::Time))
+        .map_err(|e| format!("linux.namespaces (time): unshare: {e}"))?;
+    let offsets = spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref());
+    let mut text = String::new();
+    for (clock, off) in offsets.into_iter().flatten() {
+        text.push_str(&format!(
+            "{clock} {} {}\n",
+            off.secs().unwrap_or(0),
+            off.nanosecs().unwrap_or(0)
+        ));
+    }
+    if !text.is_empty() {
+        fs::write("/proc/self/timens_offsets", text)
+            .map_err(|e| format!("linux.timeOffsets: /proc/self/timens_offsets: {e}"))?;
+    }
+    Ok(())
+}
+
+fn write_sysctl(key: &str, value: &str) -> Result<(), String> {
+    if key.contains("..") || key.contains('/') && key.contains('.') {
+        return Err(format!("linux.sysctl.{key}: not a valid sysctl name"));
+    }
+    let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+    fs::write(&path, value).map_err(|e| format!("linux.sysctl.{key}: {}: {e}", path.display()))
+}
+
+fn set_domainname(name: &str) -> Result<(), String> {
+    // SAFETY: setdomainname reads `len` bytes from a buffer that lives for the call.
+    let rc = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    if rc != 0 {
+        return Err(format!("domainname {name:?}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// A fresh session keyring keeps the container from reading the host's keys. Failure (e.g. the
+/// keyctl syscall is filtered on this host) is not fatal, as in runc.
+fn join_session_keyring(id: &str) {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let Ok(name) = std::ffi::CString::new(format!("_ses.{id}")) else { return };
+    // SAFETY: keyctl(JOIN_SESSION_KEYRING) reads a NUL-terminated name that outlives the call.
+    unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+}
+
+/// The state hooks run by init read, with init's pid as the host sees it.
+fn hook_state(plan: &InitPlan, status: &str) -> Vec<u8> {
+    crate::hooks::state_json(plan.spec, plan.id, status, plan.host_pid, plan.bundle)
+}
+
+/// Blocks until `runvm start` writes a byte to exec.fifo.
+fn wait_for_start(fifo_fd: RawFd) -> Result<(), String> {
+    // SAFETY: the cli opened exec.fifo for init and gave it this descriptor; init owns it now.
+    let mut fifo = unsafe { fs::File::from_raw_fd(fifo_fd) };
+    let mut byte = [0u8; 1];
+    loop {
+        match fifo.read(&mut byte) {
+            Ok(1) => break,
+            Ok(_) => return Err("exec.fifo closed before start".into()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("exec.fifo: {e}")),
+        }
+    }
+    // Keep the descriptor open until execve closes it (O_CLOEXEC): `start` waits for that to
+    // know the program is running before it runs poststart hooks.
+    std::mem::forget(fifo);
+    Ok(())
+}
+
+fn finalize_credentials(plan: &InitPlan) -> Result<(), String> {
+    let process = plan.spec.process().as_ref();
+    let no_new_privs = process.and_then(|p| p.no_new_privileges()).unwrap_or(false);
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while we have it.
+    if !no_new_privs {
+        if let Some(filter) = &plan.seccomp {
+            filter.install().map_err(|e| e.to_string())?;
+        }
+    }
+    plan.caps.drop_bounding()?;
+    if let Some(p) = process {
+        let may_setgroups = !plan.ns.new_user || setgroups_allowed();
+        switch_user(p.user(), may_setgroups)?;
+    }
+    plan.caps.apply()?;
+    if no_new_privs {
+        // SAFETY: PR_SET_NO_NEW_PRIVS only sets a flag of this process.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(format!("process.noNewPrivileges: {}", std::io::Error::last_os_error()));
+        }
+        if let Some(filter) = &plan.seccomp {
+            filter.install().map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+fn setgroups_allowed() -> bool {
+    fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() == "allow")
+}
+
+/// Marks every descriptor above stdio and the preserved ones close-on-exec, so nothing of the
+/// runtime reaches the container (CVE-2024-21626 was such a leak).
+fn close_inherited_fds(preserve: u32) {
+    let first = 3 + preserve;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on descriptors of this process.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc != 0 {
+        // Old kernels: mark them one by one.
+        if let Ok(entries) = fs::read_dir("/proc/self/fd") {
+            for fd in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+                if fd >= first as i32 {
+                    // SAFETY: only sets FD_CLOEXEC on a descriptor number of this process.
+                    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+                }
+            }
+        }
+    }
+}

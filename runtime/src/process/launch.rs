@@ -1,0 +1,211 @@
+//! The cli side of starting init: prepare everything that can fail before clone, clone, then
+//! drive init through the channel until it is `Ready` (waiting for `start`).
+
+use std::fs::OpenOptions;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+use runvm_oci::Bundle;
+
+use super::channel::{self, Msg};
+use super::exec::ExecPlan;
+use super::init::{self, InitPlan};
+use super::{clone3, Forked};
+use crate::cgroups::CgroupManager;
+use crate::container::ContainerDir;
+use crate::hooks;
+use crate::identity::CapsPlan;
+use crate::namespaces::{self, NamespacePlan};
+
+pub struct LaunchRequest<'a> {
+    pub bundle: &'a Bundle,
+    pub id: &'a str,
+    pub dir: &'a ContainerDir,
+    pub cgroup: &'a CgroupManager,
+    pub console_socket: Option<&'a Path>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// A live init waiting for `start`.
+#[derive(Debug)]
+pub struct Launched {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+}
+
+impl Launched {
+    /// For a failure after init is ready: no process may outlive a failed `create`.
+    pub fn kill_and_reap(&self) {
+        let _ = send_signal(&self.pidfd, libc::SIGKILL);
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(self.pid), None);
+    }
+}
+
+/// Kills and reaps init if launching fails part-way, so no process is left behind.
+struct InitGuard {
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+}
+
+impl Drop for InitGuard {
+    fn drop(&mut self) {
+        if let Some(pidfd) = &self.pidfd {
+            let _ = send_signal(pidfd, libc::SIGKILL);
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(self.pid), None);
+        }
+    }
+}
+
+/// pidfd_send_signal(2): signals exactly the process the pidfd refers to, never a reused pid.
+pub fn send_signal(pidfd: &OwnedFd, signal: i32) -> std::io::Result<()> {
+    // SAFETY: pidfd_send_signal with a valid pidfd, a signal number, no siginfo and no flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub fn launch(req: &LaunchRequest) -> Result<Launched, String> {
+    let spec = &req.bundle.spec;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or("process: missing (create needs a process to run)")?;
+    let linux = spec.linux().as_ref();
+    let ns = NamespacePlan::from_spec(
+        linux
+            .and_then(|l| l.namespaces().as_deref())
+            .unwrap_or_default(),
+    )?;
+    if ns.shares_host_mounts() {
+        return Err(
+            "linux.namespaces: runvm needs a mount namespace (type \"mount\") to build the root filesystem"
+                .into(),
+        );
+    }
+    let caps = CapsPlan::from_spec(process.capabilities().as_ref())?;
+    let seccomp = linux
+        .and_then(|l| l.seccomp().as_ref())
+        .map(crate::seccomp::compile)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let exec = ExecPlan::from_process(process)?;
+
+    let fifo_path = req.dir.fifo_path();
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o600))
+        .map_err(|e| format!("{}: mkfifo: {e}", fifo_path.display()))?;
+    // O_RDWR never blocks on a FIFO and makes init's later read block (not see EOF) until
+    // `start` writes.
+    let fifo = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo_path)
+        .map_err(|e| format!("{}: {e}", fifo_path.display()))?;
+    let console = req
+        .console_socket
+        .map(|p| {
+            UnixStream::connect(p).map_err(|e| format!("--console-socket {}: {e}", p.display()))
+        })
+        .transpose()?;
+    let (cli_chan, init_chan) = channel::pair().map_err(|e| format!("socketpair: {e}"))?;
+    if let Some(path) = &ns.pid_join {
+        // Only affects children: the cli itself stays where it is.
+        namespaces::join(LinuxNamespaceType::Pid, path)?;
+    }
+
+    let forked = clone3(ns.clone_flags)
+        .map_err(|e| format!("linux.namespaces: clone3({:?}): {e}", ns.clone_flags))?;
+    let (pid, pidfd) = match forked {
+        Forked::Child => {
+            drop(cli_chan);
+            let plan = InitPlan {
+                spec,
+                rootfs: &req.bundle.rootfs,
+                bundle: &req.bundle.dir,
+                ns,
+                caps,
+                seccomp,
+                exec,
+                cgroup_sources: req.cgroup.mount_sources(),
+                no_pivot: req.no_pivot,
+                new_keyring: !req.no_new_keyring,
+                id: req.id,
+                host_pid: 0,
+                fifo_fd: fifo.as_raw_fd(),
+                console_fd: console.as_ref().map(|c| c.as_raw_fd()),
+                preserve_fds: req.preserve_fds,
+                close_fds: vec![req.dir.lock_fd()],
+            };
+            init::run(plan, init_chan)
+        }
+        Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    drop(init_chan);
+    drop(fifo);
+    drop(console);
+    let mut guard = InitGuard {
+        pid,
+        pidfd: Some(pidfd),
+    };
+
+    if ns.new_user {
+        write_id_maps(pid, linux)?;
+    }
+    req.cgroup.add_task(pid).map_err(|e| e.to_string())?;
+    let channel_err = |e: std::io::Error| format!("channel to container init: {e}");
+    cli_chan.send(&Msg::Go(pid)).map_err(channel_err)?;
+    loop {
+        match cli_chan.recv().map_err(channel_err)? {
+            Some(Msg::Hooks) => {
+                run_create_hooks(spec, req, pid)?;
+                cli_chan.send(&Msg::HooksDone).map_err(channel_err)?;
+            }
+            Some(Msg::Ready) => break,
+            Some(Msg::Error(msg)) => return Err(msg),
+            Some(other) => return Err(format!("container init sent {other:?} out of order")),
+            None => return Err("container init exited during setup".into()),
+        }
+    }
+    let pidfd = guard.pidfd.take().ok_or("init guard lost its pidfd")?;
+    Ok(Launched { pid, pidfd })
+}
+
+/// prestart (deprecated, still honoured) then createRuntime, in the runtime's namespaces.
+fn run_create_hooks(spec: &Spec, req: &LaunchRequest, pid: i32) -> Result<(), String> {
+    let Some(h) = spec.hooks() else { return Ok(()) };
+    let state = hooks::state_json(spec, req.id, "creating", pid, &req.bundle.dir);
+    #[allow(deprecated)]
+    let prestart = h.prestart().as_deref().unwrap_or_default();
+    hooks::run_hooks("prestart", prestart, &state).map_err(|e| e.to_string())?;
+    let create_runtime = h.create_runtime().as_deref().unwrap_or_default();
+    hooks::run_hooks("createRuntime", create_runtime, &state).map_err(|e| e.to_string())
+}
+
+fn write_id_maps(pid: i32, linux: Option<&oci_spec::runtime::Linux>) -> Result<(), String> {
+    let format = |maps: Option<&Vec<LinuxIdMapping>>| {
+        maps.into_iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect::<String>()
+    };
+    let uid = format(linux.and_then(|l| l.uid_mappings().as_ref()));
+    let gid = format(linux.and_then(|l| l.gid_mappings().as_ref()));
+    std::fs::write(format!("/proc/{pid}/uid_map"), uid)
+        .map_err(|e| format!("linux.uidMappings: writing /proc/{pid}/uid_map: {e}"))?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), gid)
+        .map_err(|e| format!("linux.gidMappings: writing /proc/{pid}/gid_map: {e}"))
+}

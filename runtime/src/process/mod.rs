@@ -1,0 +1,12 @@
+//! Starting a container's init: the cli side (`launch`) and the init side (`init`), which talk
+//! over a socketpair (`channel`). init is a clone of the cli (no re-exec): it already holds the
+//! validated config and the prepared seccomp program, so it only applies them.
+
+pub mod channel;
+mod clone;
+mod console;
+mod exec;
+pub mod init;
+pub mod launch;
+
+pub use clone::{clone3, Forked};
