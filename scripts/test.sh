@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs test dependencies and runs every test: unit tests, and as root the integration tests
+# that run real containers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" = 0 ]; then scripts/install-deps.sh; fi
+cargo build --workspace --all-targets
+cargo test --workspace -- --test-threads=2
