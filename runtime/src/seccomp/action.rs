@@ -106,19 +106,43 @@ mod tests {
     #[test]
     fn errno_defaults_to_eperm_and_keeps_explicit_values() {
         let eperm = libc::EPERM as u32;
-        assert_eq!(resolve(LinuxSeccompAction::ScmpActErrno, None).unwrap(), RuleAction::Errno(eperm));
-        assert_eq!(resolve(LinuxSeccompAction::ScmpActErrno, Some(38)).unwrap(), RuleAction::Errno(38));
-        assert_eq!(resolve(LinuxSeccompAction::ScmpActTrace, Some(7)).unwrap(), RuleAction::Trace(7));
-        assert_eq!(resolve(LinuxSeccompAction::ScmpActKill, None).unwrap(), RuleAction::KillThread);
+        assert_eq!(
+            resolve(LinuxSeccompAction::ScmpActErrno, None).unwrap(),
+            RuleAction::Errno(eperm)
+        );
+        assert_eq!(
+            resolve(LinuxSeccompAction::ScmpActErrno, Some(38)).unwrap(),
+            RuleAction::Errno(38)
+        );
+        assert_eq!(
+            resolve(LinuxSeccompAction::ScmpActTrace, Some(7)).unwrap(),
+            RuleAction::Trace(7)
+        );
+        assert_eq!(
+            resolve(LinuxSeccompAction::ScmpActKill, None).unwrap(),
+            RuleAction::KillThread
+        );
     }
 
     #[test]
     fn notify_and_misplaced_errno_are_rejected_with_the_field() {
         let err = resolve(LinuxSeccompAction::ScmpActNotify, None).unwrap_err();
-        assert!(err.to_string().contains("f.action: SCMP_ACT_NOTIFY is not supported"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("f.action: SCMP_ACT_NOTIFY is not supported"),
+            "{err}"
+        );
         let err = resolve(LinuxSeccompAction::ScmpActAllow, Some(1)).unwrap_err();
-        assert!(err.to_string().starts_with("f.errnoRet: errnoRet is only valid"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("f.errnoRet: errnoRet is only valid"),
+            "{err}"
+        );
         let err = resolve(LinuxSeccompAction::ScmpActErrno, Some(70000)).unwrap_err();
-        assert!(err.to_string().starts_with("f.errnoRet: 70000 is too large"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("f.errnoRet: 70000 is too large"),
+            "{err}"
+        );
     }
 }

@@ -176,9 +176,15 @@ mod tests {
         assert_eq!(compile_args(&[], "a").unwrap(), ArgMatch::Always);
         let conditional = compile_args(&[eq(0, 1)], "a").unwrap();
         assert_eq!(conditional.clone().or(ArgMatch::Always), ArgMatch::Always);
-        let merged = conditional.clone().or(compile_args(&[eq(0, 2)], "a").unwrap());
+        let merged = conditional
+            .clone()
+            .or(compile_args(&[eq(0, 2)], "a").unwrap());
         assert_eq!(rule_count(&merged), 2);
-        assert_eq!(rule_count(&merged.or(conditional)), 2, "duplicates are not repeated");
+        assert_eq!(
+            rule_count(&merged.or(conditional)),
+            2,
+            "duplicates are not repeated"
+        );
     }
 
     #[test]
@@ -188,17 +194,28 @@ mod tests {
             err.to_string(),
             "x.args[1].index: 6 is out of range (syscall arguments are numbered 0 to 5)"
         );
-        let err = compile_args(&[arg(0, LinuxSeccompOperator::ScmpCmpEq, 1, 2)], "x.args")
-            .unwrap_err();
-        assert!(err.to_string().starts_with("x.args[0].valueTwo: only SCMP_CMP_MASKED_EQ"), "{err}");
-        let err = compile_args(&[arg(0, LinuxSeccompOperator::ScmpCmpMaskedEq, 0x0f, 0x10)], "x.args")
-            .unwrap_err();
+        let err =
+            compile_args(&[arg(0, LinuxSeccompOperator::ScmpCmpEq, 1, 2)], "x.args").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("x.args[0].valueTwo: only SCMP_CMP_MASKED_EQ"),
+            "{err}"
+        );
+        let err = compile_args(
+            &[arg(0, LinuxSeccompOperator::ScmpCmpMaskedEq, 0x0f, 0x10)],
+            "x.args",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("can never match"), "{err}");
     }
 
     #[test]
     fn masked_eq_and_docker_style_zero_value_two_are_accepted() {
-        assert!(compile_args(&[arg(0, LinuxSeccompOperator::ScmpCmpMaskedEq, 0xff, 0x10)], "a").is_ok());
+        assert!(compile_args(
+            &[arg(0, LinuxSeccompOperator::ScmpCmpMaskedEq, 0xff, 0x10)],
+            "a"
+        )
+        .is_ok());
         assert!(compile_args(&[arg(0, LinuxSeccompOperator::ScmpCmpNe, 9, 0)], "a").is_ok());
     }
 }

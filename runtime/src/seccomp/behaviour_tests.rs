@@ -51,18 +51,23 @@ fn result(rc: libc::c_long) -> i64 {
 }
 
 fn run_confined(profile: &LinuxSeccomp, probe: Probe) -> Outcome {
-    let compiled = compile(profile).expect("test profile compiles");
+    run_compiled(&compile(profile).expect("test profile compiles"), probe)
+}
+
+fn run_compiled(compiled: &CompiledSeccomp, probe: Probe) -> Outcome {
     let (read_end, write_end) = pipe().expect("pipe");
     // SAFETY: the child only makes async-signal-safe raw syscalls and leaves with _exit.
     match unsafe { fork() }.expect("fork") {
         ForkResult::Child => {
             drop(read_end);
-            child(&compiled, probe, &write_end)
+            child(compiled, probe, &write_end)
         }
         ForkResult::Parent { child } => {
             drop(write_end);
             let mut bytes = Vec::new();
-            File::from(read_end).read_to_end(&mut bytes).expect("read results");
+            File::from(read_end)
+                .read_to_end(&mut bytes)
+                .expect("read results");
             let results = bytes
                 .chunks_exact(8)
                 .map(|chunk| i64::from_ne_bytes(chunk.try_into().expect("8 bytes")))
@@ -85,7 +90,10 @@ fn child(compiled: &CompiledSeccomp, probe: Probe, write_end: &OwnedFd) -> ! {
     }
     let mut results = [UNSET; MAX_RESULTS];
     probe(&mut results);
-    let count = results.iter().rposition(|&r| r != UNSET).map_or(0, |i| i + 1);
+    let count = results
+        .iter()
+        .rposition(|&r| r != UNSET)
+        .map_or(0, |i| i + 1);
     // SAFETY: writes `count` initialised i64s from a live stack array to our pipe.
     unsafe {
         libc::write(
@@ -98,7 +106,12 @@ fn child(compiled: &CompiledSeccomp, probe: Probe, write_end: &OwnedFd) -> ! {
     unsafe { libc::_exit(0) }
 }
 
-fn rule(names: &[&str], action: Action, errno: Option<u32>, args: Vec<LinuxSeccompArg>) -> LinuxSyscall {
+fn rule(
+    names: &[&str],
+    action: Action,
+    errno: Option<u32>,
+    args: Vec<LinuxSeccompArg>,
+) -> LinuxSyscall {
     let mut builder = LinuxSyscallBuilder::default()
         .names(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
         .action(action);
@@ -150,14 +163,23 @@ fn errno_rules_under_an_allow_default() {
     }
     let profile = profile(
         Action::ScmpActAllow,
-        vec![rule(&["getcwd", "mkdir"], Action::ScmpActErrno, Some(38), vec![])],
+        vec![rule(
+            &["getcwd", "mkdir"],
+            Action::ScmpActErrno,
+            Some(38),
+            vec![],
+        )],
     );
     let results = results_of(run_confined(&profile, |r| {
         let mut buf = [0u8; 256];
         // SAFETY: raw syscalls on a stack buffer and a static NUL-terminated path.
         unsafe {
             r[0] = result(libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()));
-            r[1] = result(libc::syscall(libc::SYS_mkdir, c"/nonexistent-runvm/x".as_ptr(), 0o700));
+            r[1] = result(libc::syscall(
+                libc::SYS_mkdir,
+                c"/nonexistent-runvm/x".as_ptr(),
+                0o700,
+            ));
             r[2] = result(libc::syscall(libc::SYS_getpid));
         }
     }));
@@ -174,8 +196,18 @@ fn argument_conditions_allow_only_the_listed_value() {
     let profile = profile(
         Action::ScmpActErrno,
         vec![
-            rule(&["write", "exit", "exit_group"], Action::ScmpActAllow, None, vec![]),
-            rule(&["personality"], Action::ScmpActAllow, None, vec![arg(0, Op::ScmpCmpEq, 0xffff_ffff, 0)]),
+            rule(
+                &["write", "exit", "exit_group"],
+                Action::ScmpActAllow,
+                None,
+                vec![],
+            ),
+            rule(
+                &["personality"],
+                Action::ScmpActAllow,
+                None,
+                vec![arg(0, Op::ScmpCmpEq, 0xffff_ffff, 0)],
+            ),
         ],
     );
     let results = results_of(run_confined(&profile, |r| {
@@ -188,7 +220,10 @@ fn argument_conditions_allow_only_the_listed_value() {
     }));
     assert!(results[0] >= 0, "query must be allowed: {results:?}");
     // Other personas, and getpid (not listed), get the default action.
-    assert_eq!(results[1..], [-i64::from(libc::EPERM), -i64::from(libc::EPERM)]);
+    assert_eq!(
+        results[1..],
+        [-i64::from(libc::EPERM), -i64::from(libc::EPERM)]
+    );
 }
 
 #[test]
@@ -200,13 +235,21 @@ fn masked_eq_and_same_index_conditions_are_ored() {
         Action::ScmpActAllow,
         vec![
             // (mode & 0o700) == 0o700 -> EACCES.
-            rule(&["umask"], Action::ScmpActErrno, Some(13), vec![arg(0, Op::ScmpCmpMaskedEq, 0o700, 0o700)]),
+            rule(
+                &["umask"],
+                Action::ScmpActErrno,
+                Some(13),
+                vec![arg(0, Op::ScmpCmpMaskedEq, 0o700, 0o700)],
+            ),
             // Two conditions on arg 0: either value -> EINVAL.
             rule(
                 &["umask"],
                 Action::ScmpActErrno,
                 Some(22),
-                vec![arg(0, Op::ScmpCmpEq, 0o011, 0), arg(0, Op::ScmpCmpEq, 0o033, 0)],
+                vec![
+                    arg(0, Op::ScmpCmpEq, 0o011, 0),
+                    arg(0, Op::ScmpCmpEq, 0o033, 0),
+                ],
             ),
         ],
     );
@@ -234,7 +277,12 @@ fn the_first_listed_rule_wins_between_errno_values() {
     let profile = profile(
         Action::ScmpActAllow,
         vec![
-            rule(&["umask"], Action::ScmpActErrno, Some(22), vec![arg(0, Op::ScmpCmpEq, 0o077, 0)]),
+            rule(
+                &["umask"],
+                Action::ScmpActErrno,
+                Some(22),
+                vec![arg(0, Op::ScmpCmpEq, 0o077, 0)],
+            ),
             rule(&["umask"], Action::ScmpActErrno, Some(13), vec![]),
         ],
     );
@@ -265,7 +313,12 @@ fn a_rule_denying_seccomp_itself_does_not_block_the_other_filters() {
         unsafe {
             r[0] = result(libc::syscall(libc::SYS_getppid));
             let action: u32 = libc::SECCOMP_RET_LOG;
-            r[1] = result(libc::syscall(libc::SYS_seccomp, 2 /* GET_ACTION_AVAIL */, 0, &action));
+            r[1] = result(libc::syscall(
+                libc::SYS_seccomp,
+                2, /* GET_ACTION_AVAIL */
+                0,
+                &action,
+            ));
         }
     }));
     assert_eq!(results, [-13, -1]);
@@ -276,8 +329,15 @@ fn kill_actions_end_the_child_with_sigsys() {
     if !seccomp_available() {
         return;
     }
-    for action in [Action::ScmpActKillProcess, Action::ScmpActKill, Action::ScmpActKillThread] {
-        let profile = profile(Action::ScmpActAllow, vec![rule(&["getppid"], action, None, vec![])]);
+    for action in [
+        Action::ScmpActKillProcess,
+        Action::ScmpActKill,
+        Action::ScmpActKillThread,
+    ] {
+        let profile = profile(
+            Action::ScmpActAllow,
+            vec![rule(&["getppid"], action, None, vec![])],
+        );
         let outcome = run_confined(&profile, |r| {
             // SAFETY: getppid has no arguments or side effects.
             r[0] = result(unsafe { libc::syscall(libc::SYS_getppid) });
@@ -330,7 +390,12 @@ fn default_profile_denies_namespaces_mounts_and_keys_but_runs_programs() {
                 0,
                 0,
             ));
-            r[2] = result(libc::syscall(libc::SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3, 0));
+            r[2] = result(libc::syscall(
+                libc::SYS_keyctl,
+                0, /* KEYCTL_GET_KEYRING_ID */
+                -3,
+                0,
+            ));
             // CLONE_NEWUSER with CLONE_FS is EINVAL in the kernel: no child can be created.
             r[3] = result(libc::syscall(
                 libc::SYS_clone,
@@ -348,9 +413,16 @@ fn default_profile_denies_namespaces_mounts_and_keys_but_runs_programs() {
     }));
     let eperm = -i64::from(libc::EPERM);
     assert_eq!(results[..4], [eperm, eperm, eperm, eperm], "{results:?}");
-    assert_eq!(results[4], -i64::from(libc::ENOSYS), "clone3 must say ENOSYS");
+    assert_eq!(
+        results[4],
+        -i64::from(libc::ENOSYS),
+        "clone3 must say ENOSYS"
+    );
     assert!(results[5] > 0 && results[6] >= 0, "{results:?}");
-    assert_eq!(results[7], eperm, "READ_IMPLIES_EXEC persona must be refused");
+    assert_eq!(
+        results[7], eperm,
+        "READ_IMPLIES_EXEC persona must be refused"
+    );
 }
 
 #[test]
@@ -394,4 +466,27 @@ fn x32_syscalls_get_enosys() {
         r[0] = result(unsafe { libc::syscall(0x4000_0000 | libc::SYS_getpid) });
     }));
     assert_eq!(results, [-i64::from(libc::ENOSYS)]);
+}
+
+#[test]
+fn the_x32_guard_matches_only_x32_numbers() {
+    if !seccomp_available() {
+        return;
+    }
+    // EDOM instead of ENOSYS, so the guard's answer differs from a kernel without x32.
+    let guard = CompiledSeccomp {
+        filters: vec![super::x32_guard::guard_returning(
+            libc::SECCOMP_RET_ERRNO | libc::EDOM as u32,
+        )],
+        flags: 0,
+    };
+    let results = results_of(run_compiled(&guard, |r| {
+        // SAFETY: getpid has no side effects under either ABI; the x32 one is refused anyway.
+        unsafe {
+            r[0] = result(libc::syscall(0x4000_0000 | libc::SYS_getpid));
+            r[1] = result(libc::syscall(libc::SYS_getpid));
+        }
+    }));
+    assert_eq!(results[0], -i64::from(libc::EDOM), "{results:?}");
+    assert!(results[1] > 0, "{results:?}");
 }

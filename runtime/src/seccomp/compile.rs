@@ -102,10 +102,7 @@ fn drop_syscalls_equal_to_default(default: RuleAction, groups: &mut [Group]) {
 }
 
 fn build(planned: PlannedFilter) -> Result<BpfProgram, SeccompError> {
-    let name = format!(
-        "{:?} (others {:?})",
-        planned.on_match, planned.otherwise
-    );
+    let name = format!("{:?} (others {:?})", planned.on_match, planned.otherwise);
     let rules = planned
         .syscalls
         .into_iter()
@@ -225,7 +222,10 @@ mod tests {
         expected.sort_unstable();
         assert_eq!(numbers(final_filter), expected);
         // Personality is unconditional in the ERRNO rule, so the final filter allows it always.
-        assert_eq!(final_filter.syscalls[&libc::SYS_personality], ArgMatch::Always);
+        assert_eq!(
+            final_filter.syscalls[&libc::SYS_personality],
+            ArgMatch::Always
+        );
 
         // Group filters follow in reverse profile order; the ALLOW group has none.
         let groups: Vec<(RuleAction, RuleAction, Vec<i64>)> = plan[1..]
@@ -235,8 +235,16 @@ mod tests {
         assert_eq!(
             groups,
             vec![
-                (RuleAction::Errno(1), RuleAction::Allow, vec![libc::SYS_personality]),
-                (RuleAction::KillProcess, RuleAction::Allow, vec![libc::SYS_kill]),
+                (
+                    RuleAction::Errno(1),
+                    RuleAction::Allow,
+                    vec![libc::SYS_personality]
+                ),
+                (
+                    RuleAction::KillProcess,
+                    RuleAction::Allow,
+                    vec![libc::SYS_kill]
+                ),
                 (
                     RuleAction::Errno(38),
                     RuleAction::Allow,
@@ -317,7 +325,11 @@ mod tests {
         let profile = profile(
             Action::ScmpActErrno,
             None,
-            vec![rule(&["_llseek", "socketcall", "read"], Action::ScmpActAllow, None)],
+            vec![rule(
+                &["_llseek", "socketcall", "read"],
+                Action::ScmpActAllow,
+                None,
+            )],
         );
         let plan = plan(&profile);
         assert_eq!(numbers(&plan[0]), vec![libc::SYS_read]);
@@ -340,7 +352,10 @@ mod tests {
         );
         let as_default = profile(Action::ScmpActNotify, None, vec![]);
         let err = compile(&as_default).unwrap_err().to_string();
-        assert!(err.starts_with("linux.seccomp.defaultAction: SCMP_ACT_NOTIFY"), "{err}");
+        assert!(
+            err.starts_with("linux.seccomp.defaultAction: SCMP_ACT_NOTIFY"),
+            "{err}"
+        );
 
         let mut with_listener = profile(Action::ScmpActAllow, None, vec![]);
         with_listener.set_listener_path(Some("/run/agent.sock".into()));
@@ -352,7 +367,10 @@ mod tests {
     fn default_errno_is_validated_against_the_default_action() {
         let bad = profile(Action::ScmpActKillProcess, Some(1), vec![]);
         let err = compile(&bad).unwrap_err().to_string();
-        assert!(err.starts_with("linux.seccomp.defaultErrnoRet: errnoRet is only valid"), "{err}");
+        assert!(
+            err.starts_with("linux.seccomp.defaultErrnoRet: errnoRet is only valid"),
+            "{err}"
+        );
     }
 
     #[test]

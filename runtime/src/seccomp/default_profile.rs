@@ -14,6 +14,7 @@ use oci_spec::runtime::{
 };
 
 /// x86_64 syscalls an ordinary container needs, allowed whatever their arguments.
+#[rustfmt::skip]
 const ALLOWED: &[&str] = &[
     // Files and directories.
     "access", "chdir", "chmod", "chown", "close", "close_range", "copy_file_range", "creat",
@@ -30,8 +31,7 @@ const ALLOWED: &[&str] = &[
     // Extended attributes.
     "fgetxattr", "flistxattr", "fremovexattr", "fsetxattr", "getxattr", "lgetxattr",
     "listxattr", "llistxattr", "lremovexattr", "lsetxattr", "removexattr", "setxattr",
-    "getxattrat", "listxattrat", "removexattrat", "setxattrat", "file_getattr",
-    "file_setattr",
+    "getxattrat", "listxattrat", "removexattrat", "setxattrat", "file_getattr", "file_setattr",
     // Memory.
     "brk", "madvise", "map_shadow_stack", "membarrier", "memfd_create", "mincore", "mlock",
     "mlock2", "mlockall", "mmap", "mprotect", "mremap", "mseal", "msync", "munlock",
@@ -56,25 +56,24 @@ const ALLOWED: &[&str] = &[
     "rt_sigreturn", "rt_sigsuspend", "rt_sigtimedwait", "rt_tgsigqueueinfo", "sigaltstack",
     "signalfd", "signalfd4",
     // Time (reading it; setting it needs CAP_SYS_TIME and is denied).
-    "alarm", "clock_adjtime", "clock_getres", "clock_gettime", "clock_nanosleep",
-    "getitimer", "gettimeofday", "nanosleep", "setitimer", "time", "timer_create",
-    "timer_delete", "timer_getoverrun", "timer_gettime", "timer_settime", "timerfd_create",
-    "timerfd_gettime", "timerfd_settime", "times", "adjtimex",
+    "alarm", "clock_adjtime", "clock_getres", "clock_gettime", "clock_nanosleep", "getitimer",
+    "gettimeofday", "nanosleep", "setitimer", "time", "timer_create", "timer_delete",
+    "timer_getoverrun", "timer_gettime", "timer_settime", "timerfd_create", "timerfd_gettime",
+    "timerfd_settime", "times", "adjtimex",
     // Waiting, events, futexes and async I/O.
-    "epoll_create", "epoll_create1", "epoll_ctl", "epoll_pwait", "epoll_pwait2",
-    "epoll_wait", "eventfd", "eventfd2", "fanotify_mark", "futex", "futex_requeue",
-    "futex_wait", "futex_waitv", "futex_wake", "inotify_add_watch", "inotify_init",
-    "inotify_init1", "inotify_rm_watch", "io_cancel", "io_destroy", "io_getevents",
-    "io_pgetevents", "io_setup", "io_submit", "ioctl", "pipe", "pipe2", "poll", "ppoll",
-    "pselect6", "select",
+    "epoll_create", "epoll_create1", "epoll_ctl", "epoll_pwait", "epoll_pwait2", "epoll_wait",
+    "eventfd", "eventfd2", "fanotify_mark", "futex", "futex_requeue", "futex_wait",
+    "futex_waitv", "futex_wake", "inotify_add_watch", "inotify_init", "inotify_init1",
+    "inotify_rm_watch", "io_cancel", "io_destroy", "io_getevents", "io_pgetevents", "io_setup",
+    "io_submit", "ioctl", "pipe", "pipe2", "poll", "ppoll", "pselect6", "select",
     // Sockets.
     "accept", "accept4", "bind", "connect", "getpeername", "getsockname", "getsockopt",
-    "listen", "recvfrom", "recvmmsg", "recvmsg", "sendmmsg", "sendmsg", "sendto",
-    "setsockopt", "shutdown", "socket", "socketpair",
+    "listen", "recvfrom", "recvmmsg", "recvmsg", "sendmmsg", "sendmsg", "sendto", "setsockopt",
+    "shutdown", "socket", "socketpair",
     // System V and POSIX IPC (namespaced with the IPC namespace).
     "mq_getsetattr", "mq_notify", "mq_open", "mq_timedreceive", "mq_timedsend", "mq_unlink",
-    "msgctl", "msgget", "msgrcv", "msgsnd", "semctl", "semget", "semop", "semtimedop",
-    "shmat", "shmctl", "shmdt", "shmget",
+    "msgctl", "msgget", "msgrcv", "msgsnd", "semctl", "semget", "semop", "semtimedop", "shmat",
+    "shmctl", "shmdt", "shmget",
     // System information and randomness.
     "getrandom", "sysinfo",
 ];
@@ -94,12 +93,22 @@ const CLONE_NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
 const SAFE_PERSONAS: &[u64] = &[0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
 
 pub fn default_profile() -> LinuxSeccomp {
-    let mut syscalls = vec![syscall(ALLOWED, LinuxSeccompAction::ScmpActAllow, None, None)];
+    let mut syscalls = vec![syscall(
+        ALLOWED,
+        LinuxSeccompAction::ScmpActAllow,
+        None,
+        None,
+    )];
     syscalls.push(syscall(
         &["clone"],
         LinuxSeccompAction::ScmpActAllow,
         None,
-        Some(vec![arg(0, LinuxSeccompOperator::ScmpCmpMaskedEq, CLONE_NAMESPACE_FLAGS, 0)]),
+        Some(vec![arg(
+            0,
+            LinuxSeccompOperator::ScmpCmpMaskedEq,
+            CLONE_NAMESPACE_FLAGS,
+            0,
+        )]),
     ));
     // One rule per value: the values must be ORed, and a rule's conditions are ANDed.
     for &persona in SAFE_PERSONAS {
@@ -160,7 +169,10 @@ mod tests {
     #[test]
     fn every_allowed_name_is_a_native_syscall_listed_once() {
         for name in ALLOWED {
-            assert!(matches!(resolve(name), Resolved::Native(_)), "{name} is not an x86_64 syscall");
+            assert!(
+                matches!(resolve(name), Resolved::Native(_)),
+                "{name} is not an x86_64 syscall"
+            );
         }
         let mut sorted = ALLOWED.to_vec();
         sorted.sort_unstable();
@@ -171,17 +183,54 @@ mod tests {
     #[test]
     fn dangerous_calls_are_not_allowed_unconditionally() {
         let denied = [
-            "mount", "umount2", "unshare", "setns", "keyctl", "add_key", "request_key", "bpf",
-            "ptrace", "kexec_load", "kexec_file_load", "init_module", "finit_module",
-            "delete_module", "reboot", "swapon", "swapoff", "open_by_handle_at",
-            "perf_event_open", "userfaultfd", "acct", "pivot_root", "iopl", "ioperm",
-            "process_vm_readv", "process_vm_writev", "io_uring_setup", "fsopen", "move_mount",
-            "open_tree", "syslog", "settimeofday", "clock_settime", "sethostname", "quotactl",
-            "personality", "clone", "clone3", "kcmp", "pidfd_getfd", "memfd_secret",
+            "mount",
+            "umount2",
+            "unshare",
+            "setns",
+            "keyctl",
+            "add_key",
+            "request_key",
+            "bpf",
+            "ptrace",
+            "kexec_load",
+            "kexec_file_load",
+            "init_module",
+            "finit_module",
+            "delete_module",
+            "reboot",
+            "swapon",
+            "swapoff",
+            "open_by_handle_at",
+            "perf_event_open",
+            "userfaultfd",
+            "acct",
+            "pivot_root",
+            "iopl",
+            "ioperm",
+            "process_vm_readv",
+            "process_vm_writev",
+            "io_uring_setup",
+            "fsopen",
+            "move_mount",
+            "open_tree",
+            "syslog",
+            "settimeofday",
+            "clock_settime",
+            "sethostname",
+            "quotactl",
+            "personality",
+            "clone",
+            "clone3",
+            "kcmp",
+            "pidfd_getfd",
+            "memfd_secret",
         ];
         for name in denied {
             assert!(matches!(resolve(name), Resolved::Native(_)), "{name}");
-            assert!(!ALLOWED.contains(&name), "{name} must not be in the unconditional allowlist");
+            assert!(
+                !ALLOWED.contains(&name),
+                "{name} must not be in the unconditional allowlist"
+            );
         }
     }
 
@@ -191,7 +240,10 @@ mod tests {
         let json = serde_json::to_string(&profile).unwrap();
         let parsed: LinuxSeccomp = serde_json::from_str(&json).unwrap();
         assert_eq!(parsed, profile);
-        assert!(json.contains("\"defaultAction\":\"SCMP_ACT_ERRNO\""), "{json}");
+        assert!(
+            json.contains("\"defaultAction\":\"SCMP_ACT_ERRNO\""),
+            "{json}"
+        );
         crate::seccomp::compile(&parsed).unwrap();
     }
 }

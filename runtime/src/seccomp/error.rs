@@ -11,7 +11,9 @@ pub enum SeccompError {
     #[error("{field}: SCMP_ACT_NOTIFY is not supported (runvm has no seccomp notify listener)")]
     NotifyUnsupported { field: String },
 
-    #[error("linux.seccomp.listenerPath: seccomp notify listeners are not supported (got {path:?})")]
+    #[error(
+        "linux.seccomp.listenerPath: seccomp notify listeners are not supported (got {path:?})"
+    )]
     ListenerUnsupported { path: String },
 
     #[error("{field}: errnoRet is only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE, not {action}")]

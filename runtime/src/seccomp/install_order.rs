@@ -42,7 +42,9 @@ fn may_deny_seccomp(filter: &PlannedFilter) -> bool {
     match filter.syscalls.get(&libc::SYS_seccomp) {
         None => !lets_through(filter.otherwise),
         Some(ArgMatch::Always) => !lets_through(filter.on_match),
-        Some(ArgMatch::AnyOf(_)) => !lets_through(filter.on_match) || !lets_through(filter.otherwise),
+        Some(ArgMatch::AnyOf(_)) => {
+            !lets_through(filter.on_match) || !lets_through(filter.otherwise)
+        }
     }
 }
 
@@ -78,7 +80,11 @@ mod tests {
 
     #[test]
     fn filters_that_let_seccomp_through_keep_their_order() {
-        let final_filter = filter(RuleAction::Allow, RuleAction::Errno(1), &[libc::SYS_seccomp]);
+        let final_filter = filter(
+            RuleAction::Allow,
+            RuleAction::Errno(1),
+            &[libc::SYS_seccomp],
+        );
         let group = filter(RuleAction::Log, RuleAction::Allow, &[libc::SYS_seccomp]);
         let plan = vec![final_filter, group];
         assert_eq!(seccomp_denier_last(plan.clone()).unwrap(), plan);
@@ -86,9 +92,20 @@ mod tests {
 
     #[test]
     fn two_filters_denying_seccomp_are_refused() {
-        let a = filter(RuleAction::Errno(1), RuleAction::Allow, &[libc::SYS_seccomp]);
-        let b = filter(RuleAction::KillProcess, RuleAction::Allow, &[libc::SYS_seccomp]);
+        let a = filter(
+            RuleAction::Errno(1),
+            RuleAction::Allow,
+            &[libc::SYS_seccomp],
+        );
+        let b = filter(
+            RuleAction::KillProcess,
+            RuleAction::Allow,
+            &[libc::SYS_seccomp],
+        );
         let err = seccomp_denier_last(vec![a, b]).unwrap_err().to_string();
-        assert!(err.contains("Errno(1)") && err.contains("KillProcess"), "{err}");
+        assert!(
+            err.contains("Errno(1)") && err.contains("KillProcess"),
+            "{err}"
+        );
     }
 }

@@ -67,8 +67,9 @@ pub struct CompiledSeccomp {
 impl CompiledSeccomp {
     /// Installs the filters on the calling thread (all threads with SECCOMP_FILTER_FLAG_TSYNC).
     /// Called in the container's init right before execve, after capabilities and
-    /// no_new_privs. Does not allocate, as it runs after fork. A profile that restricts
-    /// nothing (ALLOW default, only ALLOW rules) installs nothing.
+    /// no_new_privs. Does not allocate, as it runs after fork. Every syscall init makes after
+    /// this (even a write to a sync pipe) is judged by the profile, so call it last. A profile
+    /// that restricts nothing (ALLOW default, only ALLOW rules) installs nothing.
     pub fn install(&self) -> Result<(), SeccompError> {
         install::install_filters(&self.filters, self.flags)
     }

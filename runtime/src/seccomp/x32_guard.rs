@@ -26,15 +26,31 @@ fn insn(code: u32, jt: u8, jf: u8, k: u32) -> sock_filter {
 }
 
 pub fn x32_guard() -> BpfProgram {
+    guard_returning(libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32)
+}
+
+/// The guard with another answer for x32 calls, so tests can tell the guard's answer from the
+/// ENOSYS of a kernel built without x32.
+pub(super) fn guard_returning(x32_answer: u32) -> BpfProgram {
     let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
     let ret = libc::BPF_RET | libc::BPF_K;
     vec![
         insn(load, 0, 0, ARCH_OFFSET),
         // Another arch: not ours to judge (the seccompiler filters kill it anyway).
-        insn(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 3, AUDIT_ARCH_X86_64),
+        insn(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            0,
+            3,
+            AUDIT_ARCH_X86_64,
+        ),
         insn(load, 0, 0, NR_OFFSET),
-        insn(libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K, 0, 1, X32_SYSCALL_BIT),
-        insn(ret, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        insn(
+            libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K,
+            0,
+            1,
+            X32_SYSCALL_BIT,
+        ),
+        insn(ret, 0, 0, x32_answer),
         insn(ret, 0, 0, libc::SECCOMP_RET_ALLOW),
     ]
 }
