@@ -139,7 +139,17 @@ fn busybox_applets() -> &'static [String] {
 }
 
 fn build_rootfs(rootfs: &Path) {
-    for dir in ["bin", "etc", "proc", "sys", "dev", "tmp", "root", "home/test", "mnt"] {
+    for dir in [
+        "bin",
+        "etc",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "root",
+        "home/test",
+        "mnt",
+    ] {
         std::fs::create_dir_all(rootfs.join(dir)).expect("create rootfs dir");
     }
     std::fs::set_permissions(rootfs.join("tmp"), std::fs::Permissions::from_mode(0o1777))

@@ -39,7 +39,11 @@ pub fn proc_in_cgroup(cgroups_path: &str) -> Vec<i32> {
         return pids;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         let Ok(text) = std::fs::read_to_string(entry.path().join("cgroup")) else {
@@ -83,7 +87,10 @@ fn leftovers(root: &Path, id: &str, cgroups_path: &str, bundle: &Path) -> Vec<St
     }
     for pid in proc_in_cgroup(cgroups_path) {
         let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        found.push(format!("process {pid} ({}) in cgroup", cmd.replace('\0', " ")));
+        found.push(format!(
+            "process {pid} ({}) in cgroup",
+            cmd.replace('\0', " ")
+        ));
     }
     found
 }
@@ -99,7 +106,10 @@ pub fn assert_no_leftovers(root: &Path, id: &str, cgroups_path: &str, bundle: &P
             return;
         }
         if Instant::now() > deadline {
-            panic!("container {id} left things behind:\n  {}", found.join("\n  "));
+            panic!(
+                "container {id} left things behind:\n  {}",
+                found.join("\n  ")
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }

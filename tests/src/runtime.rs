@@ -154,7 +154,10 @@ impl Runtime {
         let out = self.run(&["state", id]);
         assert_success(&out, &format!("state {id}"));
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("state {id}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+            panic!(
+                "state {id}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
         })
     }
 
@@ -184,7 +187,12 @@ impl Runtime {
 
     /// [`assert_no_leftovers`] for a bundle's id, cgroup and path under this root.
     pub fn assert_no_leftovers(&self, bundle: &BusyboxBundle) {
-        assert_no_leftovers(self.root(), bundle.id(), bundle.cgroups_path(), bundle.path());
+        assert_no_leftovers(
+            self.root(),
+            bundle.id(),
+            bundle.cgroups_path(),
+            bundle.path(),
+        );
     }
 
     /// Asserts the state root holds no entries at all (e.g. after a refused id).
@@ -213,7 +221,15 @@ impl Drop for Runtime {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
-            let _ = cmd.status();
+            // Never panic here (drop may run while unwinding): bounded wait, then kill.
+            if let Ok(mut child) = cmd.spawn() {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
 }

@@ -13,7 +13,10 @@ fn expect_rejected(bundle: &BusyboxBundle, field: &str) {
         let err = stderr_of(&out);
         assert!(err.contains(field), "stderr should name {field:?}: {err}");
     }
-    assert_failure(&rt.run(&["state", bundle.id()]), "state of a refused container");
+    assert_failure(
+        &rt.run(&["state", bundle.id()]),
+        "state of a refused container",
+    );
     rt.assert_no_leftovers(bundle);
     rt.assert_root_empty();
 }
@@ -57,7 +60,11 @@ fn expect_bad_id(bad_id: &str) {
     let out = rt.run(&["create", "--bundle", bundle.path_str(), bad_id]);
     assert_failure(&out, &format!("create with id {bad_id:?}"));
     if is_runvm() {
-        assert!(stderr_of(&out).contains("container id"), "{}", stderr_of(&out));
+        assert!(
+            stderr_of(&out).contains("container id"),
+            "{}",
+            stderr_of(&out)
+        );
     }
     rt.assert_root_empty();
     rt.assert_no_leftovers(&bundle);
@@ -100,7 +107,11 @@ fn duplicate_id_from_another_bundle() {
     let out = rt.run(&["create", "--bundle", second.path_str(), first.id()]);
     assert_failure(&out, "create with a taken id");
     if is_runvm() {
-        assert!(stderr_of(&out).contains("container id"), "{}", stderr_of(&out));
+        assert!(
+            stderr_of(&out).contains("container id"),
+            "{}",
+            stderr_of(&out)
+        );
     }
     let state = rt.state(first.id());
     assert_eq!(state["status"], "created");

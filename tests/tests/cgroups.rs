@@ -16,7 +16,10 @@ fn cgroup_file(controller: &str, cgroups_path: &str, v1: &str, v2: &str) -> Path
     if unified_only() {
         Path::new("/sys/fs/cgroup").join(rel).join(v2)
     } else {
-        Path::new("/sys/fs/cgroup").join(controller).join(rel).join(v1)
+        Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(rel)
+            .join(v1)
     }
 }
 
@@ -71,14 +74,18 @@ fn cpu_shares_quota_and_period_are_written() {
     if !require_root() {
         return;
     }
-    let (bundle, rt) = created_with(json!({"cpu": {"shares": 512, "quota": 50000, "period": 100000}}));
+    let (bundle, rt) =
+        created_with(json!({"cpu": {"shares": 512, "quota": 50000, "period": 100000}}));
     let cg = bundle.cgroups_path();
     if unified_only() {
         let max = cgroup_file("cpu", cg, "", "cpu.max");
         assert_eq!(read_trimmed(&max), "50000 100000");
         // runc's documented shares -> weight conversion: 1 + (shares-2)*9999/262142.
         let weight = cgroup_file("cpu", cg, "", "cpu.weight");
-        assert_eq!(read_trimmed(&weight), (1 + (512 - 2) * 9999 / 262142).to_string());
+        assert_eq!(
+            read_trimmed(&weight),
+            (1 + (512 - 2) * 9999 / 262142).to_string()
+        );
     } else {
         let read = |f: &str| read_trimmed(&cgroup_file("cpu", cg, f, ""));
         assert_eq!(read("cpu.shares"), "512");
@@ -102,9 +109,11 @@ fn container_process_is_in_its_cgroup_everywhere() {
         let controllers = line.split(':').nth(1).unwrap_or("");
         let path = line.splitn(3, ':').nth(2).unwrap_or("");
         let mounted = controllers.is_empty()
-            || controllers
-                .split(',')
-                .any(|c| Path::new("/sys/fs/cgroup").join(c.trim_start_matches("name=")).exists());
+            || controllers.split(',').any(|c| {
+                Path::new("/sys/fs/cgroup")
+                    .join(c.trim_start_matches("name="))
+                    .exists()
+            });
         if mounted {
             assert_eq!(path, bundle.cgroups_path(), "hierarchy line {line}");
         }
@@ -127,7 +136,10 @@ fn pids_limit_is_enforced() {
          echo procs=$(ls -d /proc/[0-9]* | wc -l)",
     );
     let all = format!("{}{}", stdout_of(&out), stderr_of(&out));
-    assert!(all.contains("can't fork") || all.contains("Resource temporarily unavailable"), "{all}");
+    assert!(
+        all.contains("can't fork") || all.contains("Resource temporarily unavailable"),
+        "{all}"
+    );
     rt.assert_no_leftovers(&bundle);
 }
 
@@ -139,8 +151,8 @@ fn memory_limit_is_enforced() {
     let mut bundle = BusyboxBundle::new();
     let limit: i64 = 32 << 20;
     // swap = limit too, so the allocation cannot escape to swap where it exists.
-    let has_memsw = !unified_only()
-        && Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
+    let has_memsw =
+        !unified_only() && Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
     let memory = if has_memsw || unified_only() {
         json!({"limit": limit, "swap": limit})
     } else {

@@ -15,7 +15,11 @@ fn spec_in(dir: &std::path::Path, extra: &[&str]) -> std::process::Output {
 fn namespace_types(config: &Value) -> Vec<String> {
     config["linux"]["namespaces"]
         .as_array()
-        .map(|a| a.iter().filter_map(|n| n["type"].as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n["type"].as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -28,14 +32,21 @@ fn spec_writes_a_usable_default_config() {
     assert_success(&spec_in(dir.path(), &[]), "spec");
     let text = std::fs::read_to_string(dir.path().join("config.json")).expect("config.json");
     let config: Value = serde_json::from_str(&text).expect("spec output is JSON");
-    assert!(config["ociVersion"].as_str().is_some_and(|v| v.starts_with("1.")));
+    assert!(config["ociVersion"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("1.")));
     assert_eq!(config["root"]["path"], "rootfs");
-    assert!(config["process"]["args"].as_array().is_some_and(|a| !a.is_empty()));
+    assert!(config["process"]["args"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty()));
     let ns = namespace_types(&config);
     for kind in ["pid", "mount"] {
         assert!(ns.iter().any(|n| n == kind), "{kind} missing from {ns:?}");
     }
-    assert!(!ns.iter().any(|n| n == "user"), "default spec is not rootless: {ns:?}");
+    assert!(
+        !ns.iter().any(|n| n == "user"),
+        "default spec is not rootless: {ns:?}"
+    );
 }
 
 #[test]
@@ -48,8 +59,12 @@ fn spec_rootless_adds_user_namespace_and_mappings() {
     let text = std::fs::read_to_string(dir.path().join("config.json")).expect("config.json");
     let config: Value = serde_json::from_str(&text).expect("JSON");
     assert!(namespace_types(&config).iter().any(|n| n == "user"));
-    assert!(config["linux"]["uidMappings"].as_array().is_some_and(|a| !a.is_empty()));
-    assert!(config["linux"]["gidMappings"].as_array().is_some_and(|a| !a.is_empty()));
+    assert!(config["linux"]["uidMappings"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty()));
+    assert!(config["linux"]["gidMappings"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty()));
 }
 
 #[test]
@@ -59,7 +74,10 @@ fn spec_does_not_overwrite_existing_config() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("config.json"), "keep me").expect("write");
-    assert_failure(&spec_in(dir.path(), &[]), "spec over an existing config.json");
+    assert_failure(
+        &spec_in(dir.path(), &[]),
+        "spec over an existing config.json",
+    );
     let text = std::fs::read_to_string(dir.path().join("config.json")).expect("read");
     assert_eq!(text, "keep me");
 }
@@ -77,13 +95,30 @@ fn features_describes_the_runtime() {
     let out = rt.run(&["features"]);
     assert_success(&out, "features");
     let doc: Value = serde_json::from_slice(&out.stdout).expect("features is JSON");
-    assert!(doc["ociVersionMin"].as_str().is_some_and(|v| v.starts_with("1.")), "{doc}");
-    assert!(doc["ociVersionMax"].as_str().is_some_and(|v| v.starts_with("1.")), "{doc}");
+    assert!(
+        doc["ociVersionMin"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("1.")),
+        "{doc}"
+    );
+    assert!(
+        doc["ociVersionMax"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("1.")),
+        "{doc}"
+    );
     let hooks: Vec<&str> = doc["hooks"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    for kind in ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"] {
+    for kind in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+        "poststop",
+    ] {
         assert!(hooks.contains(&kind), "hooks lacks {kind}: {doc}");
     }
     let ns: Vec<&str> = doc["linux"]["namespaces"]
@@ -106,9 +141,14 @@ fn json_log_records_the_failure() {
     let log = bundle.path().join("runtime.log");
     let rt = Runtime::new();
     let mut cmd = rt.command();
-    cmd.arg("--log")
-        .arg(&log)
-        .args(["--log-format", "json", "create", "--bundle", bundle.path_str(), bundle.id()]);
+    cmd.arg("--log").arg(&log).args([
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        bundle.path_str(),
+        bundle.id(),
+    ]);
     let out = rt.run_command(cmd, &["--log", "create"], Duration::from_secs(30));
     assert_failure(&out, "create with broken config");
     let text = std::fs::read_to_string(&log).expect("log file written");
@@ -120,9 +160,15 @@ fn json_log_records_the_failure() {
         .iter()
         .find(|e| e["level"] == "error")
         .unwrap_or_else(|| panic!("no error entry in log:\n{text}"));
-    assert!(error["msg"].as_str().is_some_and(|m| !m.is_empty()), "{error}");
+    assert!(
+        error["msg"].as_str().is_some_and(|m| !m.is_empty()),
+        "{error}"
+    );
     if is_runvm() {
-        assert!(error["msg"].as_str().unwrap_or("").contains("config.json"), "{error}");
+        assert!(
+            error["msg"].as_str().unwrap_or("").contains("config.json"),
+            "{error}"
+        );
     }
     rt.assert_no_leftovers(&bundle);
 }

@@ -15,12 +15,19 @@ use serde_json::json;
 
 /// Accepts one connection and returns the fd it carries.
 fn receive_master(listener: &UnixListener) -> OwnedFd {
-    let (conn, _) = listener.accept().expect("runtime connects to console socket");
+    let (conn, _) = listener
+        .accept()
+        .expect("runtime connects to console socket");
     let mut name = [0u8; 4096];
     let mut iov = [IoSliceMut::new(&mut name)];
     let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty())
-        .expect("recvmsg on console socket");
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .expect("recvmsg on console socket");
     for cmsg in msg.cmsgs().expect("control messages") {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
             let fd = *fds.first().expect("one fd");
@@ -69,8 +76,7 @@ fn terminal_via_console_socket() {
     become_subreaper();
     let mut bundle = BusyboxBundle::new();
     bundle.config_mut()["process"]["terminal"] = json!(true);
-    bundle.config_mut()["process"]["env"] =
-        json!(["PATH=/bin", "TERM=xterm", "PS1=$ "]);
+    bundle.config_mut()["process"]["env"] = json!(["PATH=/bin", "TERM=xterm", "PS1=$ "]);
     bundle.set_args(&["sh"]);
     let socket = bundle.path().join("console.sock");
     let listener = UnixListener::bind(&socket).expect("bind console socket");
@@ -79,7 +85,10 @@ fn terminal_via_console_socket() {
 
     let master = std::thread::scope(|s| {
         let receiver = s.spawn(|| receive_master(&listener));
-        let out = rt.create(&bundle, &["--console-socket", socket.to_str().expect("utf-8")]);
+        let out = rt.create(
+            &bundle,
+            &["--console-socket", socket.to_str().expect("utf-8")],
+        );
         assert_success(&out, "create --console-socket");
         receiver.join().expect("receiver thread")
     });
@@ -92,7 +101,10 @@ fn terminal_via_console_socket() {
     let text = read_until_hangup(&mut master, Duration::from_secs(20));
     let lines: Vec<&str> = text.split("\r\n").map(str::trim).collect();
     assert!(lines.contains(&"hi"), "pty output: {text:?}");
-    assert!(lines.contains(&"both-tty"), "stdin/stdout are not the pty: {text:?}");
+    assert!(
+        lines.contains(&"both-tty"),
+        "stdin/stdout are not the pty: {text:?}"
+    );
     assert!(lines.iter().any(|l| l.starts_with("/dev/pts/")), "{text:?}");
 
     let status = waitpid(Pid::from_raw(pid), None).expect("reap container init");

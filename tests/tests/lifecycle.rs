@@ -8,7 +8,9 @@ use serde_json::Value;
 const WAIT: Duration = Duration::from_secs(10);
 
 fn pid_of(state: &Value) -> i64 {
-    state["pid"].as_i64().unwrap_or_else(|| panic!("state has no numeric pid: {state}"))
+    state["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("state has no numeric pid: {state}"))
 }
 
 fn proc_exists(pid: i64) -> bool {
@@ -36,10 +38,15 @@ fn create_start_kill_delete() {
         "{state}"
     );
     let pid = pid_of(&state);
-    assert!(pid > 0 && proc_exists(pid), "created pid {pid} must be alive");
+    assert!(
+        pid > 0 && proc_exists(pid),
+        "created pid {pid} must be alive"
+    );
     // The leftover checks below are only meaningful if they see the live container.
     assert!(
-        cgroup_dirs(bundle.cgroups_path()).iter().any(|d| d.exists()),
+        cgroup_dirs(bundle.cgroups_path())
+            .iter()
+            .any(|d| d.exists()),
         "no cgroup dir for {}",
         bundle.cgroups_path()
     );
@@ -48,7 +55,11 @@ fn create_start_kill_delete() {
     assert_success(&rt.start(&id), "start");
     let state = rt.state(&id);
     assert_eq!(state["status"], "running", "{state}");
-    assert_eq!(pid_of(&state), pid, "start must exec in the created process");
+    assert_eq!(
+        pid_of(&state),
+        pid,
+        "start must exec in the created process"
+    );
 
     assert_success(&rt.kill(&id, "KILL"), "kill KILL");
     rt.wait_for_status(&id, "stopped", WAIT);
@@ -109,12 +120,21 @@ fn delete_force_of_created_container() {
     let pid = pid_of(&rt.state(bundle.id()));
     assert_success(&rt.delete_force(bundle.id()), "delete --force");
     rt.assert_no_leftovers(&bundle);
-    assert!(!proc_exists(pid) || is_zombie(pid), "init {pid} survived delete");
+    assert!(
+        !proc_exists(pid) || is_zombie(pid),
+        "init {pid} survived delete"
+    );
 }
 
 fn is_zombie(pid: i64) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
         .unwrap_or(true)
 }
 
@@ -164,7 +184,12 @@ fn run_killed_by_signal_exits_128_plus_signal() {
         assert_success(&rt.kill(&id, "9"), "kill 9");
         runner.join().expect("run thread")
     });
-    assert_eq!(out.status.code(), Some(128 + 9), "stderr: {}", stderr_of(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(128 + 9),
+        "stderr: {}",
+        stderr_of(&out)
+    );
     rt.assert_no_leftovers(&bundle);
 }
 
@@ -271,7 +296,11 @@ fn duplicate_id_fails_and_keeps_first() {
     let out = rt.create(&bundle, &[]);
     assert_failure(&out, "second create with the same id");
     if is_runvm() {
-        assert!(stderr_of(&out).contains("container id"), "{}", stderr_of(&out));
+        assert!(
+            stderr_of(&out).contains("container id"),
+            "{}",
+            stderr_of(&out)
+        );
     }
     let after = rt.state(&id);
     assert_eq!(after["status"], "created");
@@ -302,9 +331,16 @@ fn list_shows_container_in_table_and_json() {
         .find(|l| l.split_whitespace().next() == Some(id.as_str()))
         .unwrap_or_else(|| panic!("no row for {id} in:\n{text}"));
     let cols: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(cols.get(1).copied(), Some(pid.to_string().as_str()), "{row}");
+    assert_eq!(
+        cols.get(1).copied(),
+        Some(pid.to_string().as_str()),
+        "{row}"
+    );
     assert_eq!(cols.get(2).copied(), Some("created"), "{row}");
-    assert!(text.lines().next().unwrap_or("").starts_with("ID"), "{text}");
+    assert!(
+        text.lines().next().unwrap_or("").starts_with("ID"),
+        "{text}"
+    );
 
     let json = rt.run(&["list", "--format", "json"]);
     assert_success(&json, "list --format json");

@@ -33,7 +33,10 @@ fn tmpfs_size_option_limits_space() {
     let mount_line = text.lines().next().unwrap_or("");
     assert!(mount_line.starts_with("tmpfs /mnt/small tmpfs"), "{text}");
     assert!(mount_line.contains("size=1024k"), "{text}");
-    assert!(mount_line.contains("nosuid") && mount_line.contains("nodev"), "{text}");
+    assert!(
+        mount_line.contains("nosuid") && mount_line.contains("nodev"),
+        "{text}"
+    );
     assert!(text.contains("No space left on device"), "{text}");
     assert!(!text.contains("dd=0"), "{text}");
     rt.assert_no_leftovers(&bundle);
@@ -124,7 +127,10 @@ fn readonly_paths_refuse_writes() {
     assert!(text.contains("Read-only file system"), "{text}");
     assert!(text.contains("rodir=1"), "{text}");
     assert!(!text.contains("sysctl=0"), "{text}");
-    assert!(text.contains("root=0"), "rest of the rootfs must stay writable: {text}");
+    assert!(
+        text.contains("root=0"),
+        "rest of the rootfs must stay writable: {text}"
+    );
     rt.assert_no_leftovers(&bundle);
 }
 
@@ -185,11 +191,16 @@ fn symlinked_destination_stays_inside_rootfs() {
         .flatten()
         .map(|e| e.file_name())
         .collect();
-    assert!(listing.is_empty(), "container wrote to host dir: {listing:?}");
+    assert!(
+        listing.is_empty(),
+        "container wrote to host dir: {listing:?}"
+    );
     let pid = rt.state(bundle.id())["pid"].as_i64().expect("pid");
     let inner = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
     assert!(
-        inner.lines().any(|l| l.contains(&target_path) && l.contains(" tmpfs ")),
+        inner
+            .lines()
+            .any(|l| l.contains(&target_path) && l.contains(" tmpfs ")),
         "tmpfs should be mounted at the in-rootfs resolution {target_path}:\n{inner}"
     );
     assert_success(&rt.delete_force(bundle.id()), "delete --force");

@@ -49,7 +49,9 @@ fn every_requested_namespace_is_new() {
     let rt = Runtime::new();
     let inside = container_ns(&rt, &mut bundle);
     for (kind, _) in KINDS {
-        let link = inside.get(kind).unwrap_or_else(|| panic!("no {kind} in {inside:?}"));
+        let link = inside
+            .get(kind)
+            .unwrap_or_else(|| panic!("no {kind} in {inside:?}"));
         assert!(link.starts_with(&format!("{kind}:[")), "{kind}: {link}");
         assert_ne!(*link, host_ns(kind), "{kind} namespace is the host's");
     }
@@ -65,7 +67,9 @@ fn unrequested_namespaces_are_shared_with_host() {
     // Keep only pid + mount: net, ipc, uts, cgroup must be the runtime's own.
     bundle.config_mut()["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}]);
     // Without a private netns, sysfs cannot be mounted afresh: bind the host's.
-    let mounts = bundle.config_mut()["mounts"].as_array_mut().expect("mounts");
+    let mounts = bundle.config_mut()["mounts"]
+        .as_array_mut()
+        .expect("mounts");
     for m in mounts.iter_mut() {
         if m["destination"] == "/sys" {
             *m = json!({"destination": "/sys", "type": "bind", "source": "/sys",
@@ -76,10 +80,18 @@ fn unrequested_namespaces_are_shared_with_host() {
     let rt = Runtime::new();
     let inside = container_ns(&rt, &mut bundle);
     for kind in ["net", "ipc", "uts", "cgroup"] {
-        assert_eq!(inside.get(kind), Some(&host_ns(kind)), "{kind} should be shared");
+        assert_eq!(
+            inside.get(kind),
+            Some(&host_ns(kind)),
+            "{kind} should be shared"
+        );
     }
     for kind in ["pid", "mnt"] {
-        assert_ne!(inside.get(kind), Some(&host_ns(kind)), "{kind} should be new");
+        assert_ne!(
+            inside.get(kind),
+            Some(&host_ns(kind)),
+            "{kind} should be new"
+        );
     }
     rt.assert_no_leftovers(&bundle);
 }
@@ -97,7 +109,10 @@ impl NetnsHolder {
         let holder = Self(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while holder.link() == host_ns("net") {
-            assert!(Instant::now() < deadline, "unshare never entered a new netns");
+            assert!(
+                Instant::now() < deadline,
+                "unshare never entered a new netns"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         holder
@@ -176,7 +191,11 @@ fn user_namespace_maps_ids() {
     assert_success(&out, "run in user namespace");
     let text = squash_spaces(&stdout_of(&out));
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(&lines[..4], ["0", "0", "0 100000 65536", "0 200000 65536"], "{text}");
+    assert_eq!(
+        &lines[..4],
+        ["0", "0", "0 100000 65536", "0 200000 65536"],
+        "{text}"
+    );
     assert_ne!(lines.get(4).copied(), Some(host_ns("user").as_str()));
     rt.assert_no_leftovers(&bundle);
 }
@@ -259,10 +278,7 @@ fn hostname_and_domainname_are_set() {
     bundle.config_mut()["domainname"] = json!("example.test");
     let host_before = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
     let rt = Runtime::new();
-    let out = rt.run_script(
-        &mut bundle,
-        "hostname; cat /proc/sys/kernel/domainname",
-    );
+    let out = rt.run_script(&mut bundle, "hostname; cat /proc/sys/kernel/domainname");
     assert_success(&out, "run");
     assert_eq!(stdout_of(&out), "box-one\nexample.test\n");
     let host_after = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");

@@ -28,12 +28,8 @@ fn env_is_exactly_passed() {
         return;
     }
     let mut bundle = BusyboxBundle::new();
-    bundle.config_mut()["process"]["env"] = json!([
-        "PATH=/bin",
-        "FOO=bar baz",
-        "EMPTY=",
-        "HOME=/home/x"
-    ]);
+    bundle.config_mut()["process"]["env"] =
+        json!(["PATH=/bin", "FOO=bar baz", "EMPTY=", "HOME=/home/x"]);
     let text = run_ok(&mut bundle, "echo \"[$FOO]\"; env | sort");
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("[bar baz]"));
@@ -69,10 +65,19 @@ fn user_uid_gid_and_additional_gids() {
     assert_eq!(lines.next(), Some("1000"), "{text}");
     assert_eq!(lines.next(), Some("1000"), "{text}");
     assert_eq!(lines.next(), Some("test"), "{text}");
-    let squash = |f: &str| status_field(&text, f).split_whitespace().collect::<Vec<_>>().join(" ");
+    let squash = |f: &str| {
+        status_field(&text, f)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     assert_eq!(squash("Uid"), "1000 1000 1000 1000");
     assert_eq!(squash("Gid"), "1000 1000 1000 1000");
-    assert_eq!(squash("Groups"), "2000", "supplementary groups are exactly additionalGids");
+    assert_eq!(
+        squash("Groups"),
+        "2000",
+        "supplementary groups are exactly additionalGids"
+    );
 }
 
 #[test]
@@ -93,7 +98,11 @@ fn root_capabilities_are_limited_to_the_config() {
     let mut bundle = BusyboxBundle::new();
     let text = run_ok(&mut bundle, "grep ^Cap /proc/self/status");
     for field in ["CapBnd", "CapPrm", "CapEff"] {
-        assert_eq!(status_field(&text, field), DEFAULT_CAPS_MASK, "{field}:\n{text}");
+        assert_eq!(
+            status_field(&text, field),
+            DEFAULT_CAPS_MASK,
+            "{field}:\n{text}"
+        );
     }
     assert_eq!(status_field(&text, "CapInh"), "0000000000000000", "{text}");
 }
@@ -112,7 +121,11 @@ fn non_root_user_keeps_ambient_capabilities() {
     });
     let text = run_ok(&mut bundle, "grep ^Cap /proc/self/status");
     for field in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
-        assert_eq!(status_field(&text, field), DEFAULT_CAPS_MASK, "{field}:\n{text}");
+        assert_eq!(
+            status_field(&text, field),
+            DEFAULT_CAPS_MASK,
+            "{field}:\n{text}"
+        );
     }
 }
 
@@ -127,7 +140,11 @@ fn no_capabilities_at_all() {
     });
     let text = run_ok(&mut bundle, "grep ^Cap /proc/self/status");
     for field in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
-        assert_eq!(status_field(&text, field), "0000000000000000", "{field}:\n{text}");
+        assert_eq!(
+            status_field(&text, field),
+            "0000000000000000",
+            "{field}:\n{text}"
+        );
     }
 }
 
@@ -156,7 +173,11 @@ fn no_new_privileges_on_and_off() {
         let mut bundle = BusyboxBundle::new();
         bundle.config_mut()["process"]["noNewPrivileges"] = json!(flag);
         let text = run_ok(&mut bundle, "grep ^NoNewPrivs /proc/self/status");
-        assert_eq!(status_field(&text, "NoNewPrivs"), want, "noNewPrivileges={flag}");
+        assert_eq!(
+            status_field(&text, "NoNewPrivs"),
+            want,
+            "noNewPrivileges={flag}"
+        );
     }
 }
 
@@ -204,7 +225,11 @@ fn oom_score_adj_lowering_needs_sys_resource() {
         // not start the container with a silently different value.
         assert_failure(&out, "lower oomScoreAdj without CAP_SYS_RESOURCE");
         if is_runvm() {
-            assert!(stderr_of(&out).contains("oomScoreAdj"), "{}", stderr_of(&out));
+            assert!(
+                stderr_of(&out).contains("oomScoreAdj"),
+                "{}",
+                stderr_of(&out)
+            );
         }
     }
     rt.assert_no_leftovers(&bundle);

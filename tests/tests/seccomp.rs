@@ -23,11 +23,17 @@ fn errno_rule_makes_mkdir_fail_with_eperm() {
         json!([{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]),
     );
     let rt = Runtime::new();
-    let out = rt.run_script(&mut bundle, "mkdir /tmp/blocked 2>&1; echo mkdir=$?; touch /tmp/f; echo touch=$?");
+    let out = rt.run_script(
+        &mut bundle,
+        "mkdir /tmp/blocked 2>&1; echo mkdir=$?; touch /tmp/f; echo touch=$?",
+    );
     assert_success(&out, "run");
     let text = stdout_of(&out);
     assert!(text.contains("Operation not permitted"), "{text}");
-    assert!(text.contains("mkdir=1") && text.contains("touch=0"), "{text}");
+    assert!(
+        text.contains("mkdir=1") && text.contains("touch=0"),
+        "{text}"
+    );
     assert!(!bundle.rootfs().join("tmp/blocked").exists());
     rt.assert_no_leftovers(&bundle);
 }
@@ -46,7 +52,11 @@ fn errno_rule_returns_the_configured_errno() {
     let rt = Runtime::new();
     let out = rt.run_script(&mut bundle, "mkdir /tmp/blocked 2>&1; true");
     assert_success(&out, "run");
-    assert!(stdout_of(&out).contains("No space left on device"), "{}", stdout_of(&out));
+    assert!(
+        stdout_of(&out).contains("No space left on device"),
+        "{}",
+        stdout_of(&out)
+    );
     rt.assert_no_leftovers(&bundle);
 }
 
@@ -82,7 +92,12 @@ fn kill_process_on_init_kills_the_container() {
     // exec: the container init itself makes the syscall.
     let rt = Runtime::new();
     let out = rt.run_script(&mut bundle, "exec mkdir /tmp/x");
-    assert_eq!(out.status.code(), Some(128 + libc::SIGSYS), "stderr: {}", stderr_of(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(128 + libc::SIGSYS),
+        "stderr: {}",
+        stderr_of(&out)
+    );
     rt.assert_no_leftovers(&bundle);
 }
 
@@ -93,9 +108,7 @@ fn argument_condition_only_matches_its_value() {
     }
     let mut bundle = BusyboxBundle::new();
     // chmod to any mode whose permission bits are 0700 fails; other modes work.
-    let cond = |index: u32| {
-        json!([{"index": index, "value": 0o777, "valueTwo": 0o700, "op": "SCMP_CMP_MASKED_EQ"}])
-    };
+    let cond = |index: u32| json!([{"index": index, "value": 0o777, "valueTwo": 0o700, "op": "SCMP_CMP_MASKED_EQ"}]);
     set_seccomp(
         &mut bundle,
         json!([
@@ -112,7 +125,10 @@ fn argument_condition_only_matches_its_value() {
     assert_success(&out, "run");
     let text = stdout_of(&out);
     assert!(text.contains("open=0"), "{text}");
-    assert!(text.contains("Operation not permitted") && text.contains("closed=1"), "{text}");
+    assert!(
+        text.contains("Operation not permitted") && text.contains("closed=1"),
+        "{text}"
+    );
     assert!(text.ends_with("755\n"), "{text}");
     rt.assert_no_leftovers(&bundle);
 }
