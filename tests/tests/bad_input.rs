@@ -1,0 +1,191 @@
+//! Bad configs and ids: create must fail, say which field is wrong (runvm),
+//! and leave nothing behind.
+
+use runvm_tests::*;
+use serde_json::json;
+
+/// Runs `create`, expects failure naming `field` (runvm only), then checks leftovers.
+fn expect_rejected(bundle: &BusyboxBundle, field: &str) {
+    let rt = Runtime::new();
+    let out = rt.create(bundle, &[]);
+    assert_failure(&out, &format!("create with bad {field}"));
+    if is_runvm() {
+        let err = stderr_of(&out);
+        assert!(err.contains(field), "stderr should name {field:?}: {err}");
+    }
+    assert_failure(
+        &rt.run(&["state", bundle.id()]),
+        "state of a refused container",
+    );
+    rt.assert_no_leftovers(bundle);
+    rt.assert_root_empty();
+}
+
+#[test]
+fn invalid_json() {
+    if !require_root() {
+        return;
+    }
+    let bundle = BusyboxBundle::new();
+    std::fs::write(bundle.path().join("config.json"), "{ \"ociVersion\": ").expect("write");
+    expect_rejected(&bundle, "config.json");
+}
+
+#[test]
+fn unsupported_oci_version() {
+    if !require_root() {
+        return;
+    }
+    let mut bundle = BusyboxBundle::new();
+    bundle.config_mut()["ociVersion"] = json!("2.0.0");
+    bundle.write_config();
+    expect_rejected(&bundle, "ociVersion");
+}
+
+#[test]
+fn missing_rootfs_directory() {
+    if !require_root() {
+        return;
+    }
+    let mut bundle = BusyboxBundle::new();
+    bundle.config_mut()["root"]["path"] = json!("no-such-rootfs");
+    bundle.write_config();
+    expect_rejected(&bundle, "root.path");
+}
+
+fn expect_bad_id(bad_id: &str) {
+    let bundle = BusyboxBundle::new();
+    let rt = Runtime::new();
+    rt.track(bad_id);
+    let out = rt.run(&["create", "--bundle", bundle.path_str(), bad_id]);
+    assert_failure(&out, &format!("create with id {bad_id:?}"));
+    if is_runvm() {
+        assert!(
+            stderr_of(&out).contains("container id"),
+            "{}",
+            stderr_of(&out)
+        );
+    }
+    rt.assert_root_empty();
+    rt.assert_no_leftovers(&bundle);
+}
+
+#[test]
+fn id_with_slash() {
+    if !require_root() {
+        return;
+    }
+    expect_bad_id("a/b");
+}
+
+#[test]
+fn id_dot_dot() {
+    if !require_root() {
+        return;
+    }
+    expect_bad_id("..");
+}
+
+#[test]
+fn id_escaping_root() {
+    if !require_root() {
+        return;
+    }
+    expect_bad_id("../escape");
+}
+
+#[test]
+fn duplicate_id_from_another_bundle() {
+    if !require_root() {
+        return;
+    }
+    let mut first = BusyboxBundle::new();
+    first.set_args(&["sleep", "1000"]);
+    let second = BusyboxBundle::new();
+    let rt = Runtime::new();
+    rt.create_ok(&first);
+    let out = rt.run(&["create", "--bundle", second.path_str(), first.id()]);
+    assert_failure(&out, "create with a taken id");
+    if is_runvm() {
+        assert!(
+            stderr_of(&out).contains("container id"),
+            "{}",
+            stderr_of(&out)
+        );
+    }
+    let state = rt.state(first.id());
+    assert_eq!(state["status"], "created");
+    assert_eq!(
+        std::fs::canonicalize(state["bundle"].as_str().unwrap_or("")).ok(),
+        std::fs::canonicalize(first.path()).ok()
+    );
+    // The refused create must not have mounted anything from the second bundle.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!mounts.contains(second.path_str()));
+    assert_success(&rt.delete_force(first.id()), "delete --force");
+    rt.assert_no_leftovers(&first);
+}
+
+#[test]
+fn unknown_capability() {
+    if !require_root() {
+        return;
+    }
+    let mut bundle = BusyboxBundle::new();
+    bundle.config_mut()["process"]["capabilities"]["bounding"] =
+        json!(["CAP_KILL", "CAP_NOT_A_THING"]);
+    bundle.write_config();
+    expect_rejected(&bundle, "process.capabilities");
+}
+
+#[test]
+fn unknown_rlimit_type() {
+    if !require_root() {
+        return;
+    }
+    let mut bundle = BusyboxBundle::new();
+    bundle.config_mut()["process"]["rlimits"] =
+        json!([{"type": "RLIMIT_NOT_A_THING", "soft": 1, "hard": 1}]);
+    bundle.write_config();
+    expect_rejected(&bundle, "process.rlimits");
+}
+
+#[test]
+fn unknown_namespace_type() {
+    if !require_root() {
+        return;
+    }
+    let mut bundle = BusyboxBundle::new();
+    bundle.config_mut()["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("namespaces")
+        .push(json!({"type": "not-a-namespace"}));
+    bundle.write_config();
+    expect_rejected(&bundle, "linux.namespaces");
+}
+
+#[test]
+fn unknown_syscall_name() {
+    if !require_root() {
+        return;
+    }
+    let mut bundle = BusyboxBundle::new();
+    bundle.config_mut()["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["not_a_syscall"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    bundle.write_config();
+    expect_rejected(&bundle, "linux.seccomp");
+}
+
+#[test]
+fn hook_path_does_not_exist() {
+    if !require_root() {
+        return;
+    }
+    let mut bundle = BusyboxBundle::new();
+    bundle.config_mut()["hooks"] =
+        json!({"prestart": [{"path": "/no/such/hook", "args": ["hook"]}]});
+    bundle.write_config();
+    expect_rejected(&bundle, "hooks");
+}
