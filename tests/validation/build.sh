@@ -47,11 +47,15 @@ build_rootfs() {
 	mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,dev,etc,proc,sys,tmp,run,root,home,mnt,var/tmp}
 	chmod 1777 "$stage/tmp" "$stage/var/tmp"
 	cp /bin/busybox "$stage/bin/busybox"
-	local applet
-	# One symlink per applet so tests can run sh, sleep, cat, ... by their usual paths.
+	local applet up
+	# One symlink per applet so tests can run sh, sleep, cat, ... by their usual paths. Links
+	# are relative: the suite runs hooks as <bundle>/bin/sh from the host, which must resolve
+	# inside the bundle, not to whatever /bin/busybox the host has.
 	while read -r applet; do
-		[[ $applet == bin/busybox || -e $stage/$applet ]] && continue
-		ln -s /bin/busybox "$stage/$applet"
+		[[ $applet == bin/busybox || -e $stage/$applet || -L $stage/$applet ]] && continue
+		up=$(dirname "$applet")
+		if [[ $up == . ]]; then up=.; else up=$(sed -E 's#[^/]+#..#g' <<<"$up"); fi
+		ln -s "$up/bin/busybox" "$stage/$applet"
 	done < <(/bin/busybox --list-full)
 	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$stage/etc/passwd"
 	printf 'root:x:0:\nnogroup:x:65534:\n' >"$stage/etc/group"

@@ -25,7 +25,7 @@ check() { # check DESCRIPTION COMMAND...
 
 RUNTIME_TOOLS_SRC=$here/selftest/fixture "$here/build.sh" 2>"$dir/build.log"
 check "build.sh builds the fixture" test $? -eq 0
-check "build.sh lists 4 tests (util excluded)" test "$(wc -l <"$dir/tests.list")" -eq 4
+check "build.sh lists 5 tests (util excluded)" test "$(wc -l <"$dir/tests.list")" -eq 5
 check "runtimetest is static" sh -c "file '$dir/runtimetest' | grep -q 'statically linked'"
 
 out=$("$here/run.sh" --timeout 5 "$runtime" 2>"$dir/run.err")
@@ -36,7 +36,8 @@ check "lifecycle passes" grep -qx 'PASS lifecycle' <<<"$out"
 check "leak passes" grep -qx 'PASS leak' <<<"$out"
 check "fail_always fails with its TAP line" grep -qx 'FAIL fail_always: not ok 2 - deliberate failure' <<<"$out"
 check "hang times out" grep -q '^TIMEOUT hang' <<<"$out"
-check "summary line" grep -qx 'validation: 2 passed, 2 failed' <<<"$out"
+check "empty TAP with exit 0 passes" grep -qx 'PASS quiet_ok (no TAP output)' <<<"$out"
+check "summary line" grep -qx 'validation: 3 passed, 2 failed' <<<"$out"
 check "TAP saved per test" test -s "$dir/results/lifecycle.tap"
 check "leaked container removed" sh -c "! find /sys/fs/cgroup -maxdepth 2 -name fixture-leak | grep -q ."
 check "no leaked container process" sh -c "! ps -eo args | grep -qx '/bin/sleep 600'"
