@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Leftover removal for run.sh (sourced, not run). Everything here removes only what this run
 # created: containers whose ids were not there before, cgroups named like the suite's that
 # appeared during the run, mounts under the run's own temp dir. Other software on the host

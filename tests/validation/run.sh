@@ -82,11 +82,6 @@ fi
 cgroup_snapshot "$run_dir/cgroups.before"
 ids_at_start=$(runtime_ids "$runtime_cmd")
 
-# first_failure TAPFILE: the first failing TAP line, or empty
-first_failure() {
-	grep -m1 -E '^not ok' "$1" | grep -v -i -E '#[[:space:]]*todo' | head -n1
-}
-
 # tap_verdict TAPFILE -> "ok", "empty" or a failure reason. Fails on a non-TODO "not ok" line
 # or a plan that does not match the number of test lines. "empty" (no TAP at all) is how the
 # suite's *_fail programs report success: the runtime refused the bad config, nothing printed.
