@@ -8,11 +8,12 @@
 
 use super::error::{step, Failure};
 use nix::errno::Errno;
+use nix::fcntl::readlinkat;
 use nix::fcntl::{openat, openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{mkdirat, Mode};
 use nix::sys::statfs::{statfs, PROC_SUPER_MAGIC};
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 /// What to create at the end of a path that does not exist yet.
@@ -79,6 +80,18 @@ pub fn open_in_root(root: impl AsFd, path: &Path) -> Result<OwnedFd, Errno> {
 /// one as `kind`. Each one is created with mkdirat/openat on the already resolved parent fd, so
 /// creation never follows a symlink out of the root either.
 pub fn ensure_in_root(root: impl AsFd, path: &Path, kind: Kind) -> Result<OwnedFd, Failure> {
+    ensure_at_depth(root.as_fd(), path, kind, 0)
+}
+
+/// How many dangling symlinks one creation may go through (the kernel's own limit is 40).
+const MAX_LINK_DEPTH: usize = 40;
+
+fn ensure_at_depth(
+    root: BorrowedFd,
+    path: &Path,
+    kind: Kind,
+    depth: usize,
+) -> Result<OwnedFd, Failure> {
     let display = clean_absolute(path);
     match open_in_root(root.as_fd(), path) {
         Ok(fd) => return Ok(fd),
@@ -125,10 +138,24 @@ pub fn ensure_in_root(root: impl AsFd, path: &Path, kind: Kind) -> Result<OwnedF
         parent = match open_in_root(root.as_fd(), &prefix) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => {
-                return Err(Failure::Invalid(format!(
-                    "{} is a dangling symbolic link",
-                    shown.display()
-                )))
+                // A dangling symlink: create what it points to (still inside the root), as
+                // `mkdir -p` through the link would.
+                if depth >= MAX_LINK_DEPTH {
+                    return Err(Failure::sys(
+                        format!("resolve {}", shown.display()),
+                        Errno::ELOOP,
+                    ));
+                }
+                let link = readlinkat(&parent, *name)
+                    .map_err(step(format!("readlink {}", shown.display())))?;
+                let target = match prefix.parent() {
+                    Some(dir) => dir.join(&link),
+                    None => PathBuf::from(&link),
+                };
+                let want = if last { kind } else { Kind::Dir };
+                ensure_at_depth(root, &target, want, depth + 1)?;
+                open_in_root(root.as_fd(), &prefix)
+                    .map_err(step(format!("open {}", shown.display())))?
             }
             Err(e) => return Err(Failure::sys(format!("open {}", shown.display()), e)),
         };
