@@ -107,20 +107,18 @@ fn spec(json: serde_json::Value) -> Spec {
 /// (mount options, fstype, super options) of the topmost mount at `mount_point`.
 fn mount_at(mount_point: &Path) -> Option<(String, String, String)> {
     let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let sep = fields.iter().position(|f| *f == "-")?;
-            if Path::new(fields.get(4)?) != mount_point {
-                return None;
-            }
-            Some((
-                fields.get(5)?.to_string(),
-                fields.get(sep + 1)?.to_string(),
-                fields.get(sep + 3)?.to_string(),
-            ))
-        })
-        .last()
+    info.lines().rev().find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let sep = fields.iter().position(|f| *f == "-")?;
+        if Path::new(fields.get(4)?) != mount_point {
+            return None;
+        }
+        Some((
+            fields.get(5)?.to_string(),
+            fields.get(sep + 1)?.to_string(),
+            fields.get(sep + 3)?.to_string(),
+        ))
+    })
 }
 
 fn has_opt(opts: &str, want: &str) -> bool {
@@ -558,4 +556,65 @@ fn rootfs_propagation_values() {
         propagation::configured(&spec(serde_json::json!({}))),
         Ok(None)
     ));
+}
+
+/// Enters a new user namespace mapping only root to root, then a mount namespace it owns:
+/// mounts inherited from outside become locked, as in a rootless or userns container.
+fn enter_userns() -> Check {
+    unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| format!("unshare user: {e}"))?;
+    fs::write("/proc/self/setgroups", "deny").map_err(|e| format!("setgroups: {e}"))?;
+    fs::write("/proc/self/uid_map", "0 0 1").map_err(|e| format!("uid_map: {e}"))?;
+    fs::write("/proc/self/gid_map", "0 0 1").map_err(|e| format!("gid_map: {e}"))?;
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare mnt: {e}"))
+}
+
+#[test]
+fn user_namespace_binds_devices_and_keeps_locked_flags() {
+    if skip() {
+        return;
+    }
+    let fx = fixture();
+    let spec = spec(serde_json::json!({
+        "ociVersion": "1.2.0",
+        "root": {"path": "rootfs", "readonly": true},
+        "mounts": [
+            {"destination": "/proc", "type": "bind", "source": "/proc", "options": ["rbind"]},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev"]}
+        ],
+        "linux": {"readonlyPaths": ["/ro"]}
+    }));
+    let rootfs = fx.rootfs.clone();
+    in_child(|| {
+        // Outside the user namespace: a nosuid,nodev,noexec mount that will be locked inside.
+        nix::mount::mount(
+            Some("tmpfs"),
+            &rootfs.join("ro"),
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )
+        .map_err(|e| format!("mount locked tmpfs: {e}"))?;
+        enter_userns()?;
+        let mut plan = fx.plan(&spec);
+        plan.in_new_userns = true;
+        prepare(&plan).map_err(|e| e.to_string())?;
+        check_char_device(&rootfs.join("dev/null"), 1, 3, 0o666)?;
+        let (opts, _, _) = mount_at(&rootfs.join("dev/null")).ok_or("/dev/null not bound")?;
+        expect(!opts.is_empty(), || "no options".into())?;
+        let (opts, _, _) = mount_at(&rootfs.join("sys")).ok_or("no /sys mount")?;
+        expect(has_opt(&opts, "ro"), || format!("/sys options {opts}"))?;
+        expect(rootfs.join("sys/kernel").exists(), || {
+            "/sys has no kernel dir".into()
+        })?;
+        pivot(&rootfs, false).map_err(|e| e.to_string())?;
+        finish(&spec).map_err(|e| e.to_string())?;
+        write_fails_with(Path::new("/ro/x"), libc::EROFS)?;
+        let (opts, _, _) = mount_at(Path::new("/ro")).ok_or("no /ro mount")?;
+        expect(has_opt(&opts, "nosuid") && has_opt(&opts, "noexec"), || {
+            format!("/ro {opts}")
+        })?;
+        write_fails_with(Path::new("/etc/x"), libc::EROFS)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
 }
