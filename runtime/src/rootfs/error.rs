@@ -50,8 +50,6 @@ pub fn step(what: impl Into<String>) -> impl FnOnce(Errno) -> Failure {
 /// A rootfs setup error, naming the config field it comes from.
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
-    #[error("config has no root")]
-    MissingRoot,
     #[error("root (path {path}): {failure}")]
     Root { path: String, failure: Failure },
     #[error("linux.rootfsPropagation ({value}): {failure}")]
@@ -90,7 +88,6 @@ impl RootfsError {
     /// The errno behind this error, if a system call failed.
     pub fn errno(&self) -> Option<Errno> {
         match self {
-            RootfsError::MissingRoot => None,
             RootfsError::Root { failure, .. }
             | RootfsError::Propagation { failure, .. }
             | RootfsError::Mount { failure, .. }

@@ -7,6 +7,7 @@
 //! out of it (see [`resolve`]).
 
 mod cgroup;
+mod copyup;
 mod devices;
 pub mod error;
 mod masked;

@@ -1,12 +1,12 @@
 //! One entry of the config's `mounts`: bind mounts, fresh filesystems, then propagation and
 //! recursive attributes.
 
-use super::cgroup;
 use super::error::{step, Failure};
 use super::options::{MountOptions, REMOUNT_FLAGS};
 use super::remount::{remount_bind, set_recursive, Keep};
 use super::resolve::{ensure_in_root, fd_path, open_host_path, open_in_root, Kind};
 use super::Ctx;
+use super::{cgroup, copyup};
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::{fstat, SFlag};
@@ -21,14 +21,16 @@ pub fn mount_entry(ctx: &Ctx, m: &Mount, opts: &MountOptions) -> Result<(), Fail
             "ID-mapped mounts (uidMappings/gidMappings, idmap) are not supported".into(),
         ));
     }
-    if opts.tmpcopyup {
-        return Err(Failure::Invalid(
-            "the tmpcopyup option is not supported".into(),
-        ));
-    }
     let typ = m.typ().as_deref().unwrap_or("");
     let dest = m.destination();
-    if opts.bind || typ == "bind" {
+    if opts.tmpcopyup {
+        if typ != "tmpfs" || opts.bind {
+            return Err(Failure::Invalid(
+                "the tmpcopyup option needs a tmpfs mount".into(),
+            ));
+        }
+        tmpfs_copyup(ctx, m, opts)?;
+    } else if opts.bind || typ == "bind" {
         bind(ctx, m, opts)?;
     } else if typ == "cgroup" {
         cgroup::mount_cgroup(ctx, dest, opts)?;
@@ -113,6 +115,22 @@ fn fresh(ctx: &Ctx, m: &Mount, typ: &str, opts: &MountOptions) -> Result<(), Fai
         }
         other => other.map_err(step(format!("mount {typ}"))),
     }
+}
+
+/// A tmpfs holding a copy of what it hides. Mounted writable for the copy, then made
+/// read-only if asked.
+fn tmpfs_copyup(ctx: &Ctx, m: &Mount, opts: &MountOptions) -> Result<(), Failure> {
+    let dest = m.destination();
+    let hidden = ensure_in_root(&ctx.root, dest, Kind::Dir)?;
+    let mut writable = opts.clone();
+    writable.flags.remove(MsFlags::MS_RDONLY);
+    fresh(ctx, m, "tmpfs", &writable)?;
+    let mounted = reopen(ctx, dest)?;
+    copyup::copy_tree(&hidden, &mounted)?;
+    if opts.flags.contains(MsFlags::MS_RDONLY) {
+        remount_bind(mounted, MsFlags::MS_RDONLY, Keep::Existing)?;
+    }
+    Ok(())
 }
 
 /// Propagation changes and recursive attributes, on the freshly mounted destination.

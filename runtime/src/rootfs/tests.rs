@@ -618,3 +618,79 @@ fn user_namespace_binds_devices_and_keeps_locked_flags() {
     })
     .unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn tmpcopyup_copies_what_the_tmpfs_hides() {
+    if skip() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let fx = fixture();
+    let etc = fx.rootfs.join("etc");
+    fs::create_dir(etc.join("sub")).expect("mkdir");
+    fs::write(etc.join("sub/file"), "nested").expect("write");
+    fs::set_permissions(etc.join("sub/file"), fs::Permissions::from_mode(0o640)).expect("chmod");
+    symlink("../marker", etc.join("sub/link")).expect("symlink");
+    let spec = spec(serde_json::json!({
+        "ociVersion": "1.2.0",
+        "root": {"path": "rootfs"},
+        "mounts": [{"destination": "/etc", "type": "tmpfs", "source": "tmpfs",
+                    "options": ["tmpcopyup", "ro", "mode=755"]}]
+    }));
+    in_child(|| {
+        prepare(&fx.plan(&spec)).map_err(|e| e.to_string())?;
+        let (opts, fstype, _) = mount_at(&etc).ok_or("no mount at /etc")?;
+        expect(fstype == "tmpfs" && has_opt(&opts, "ro"), || {
+            format!("/etc {fstype} {opts}")
+        })?;
+        let marker = fs::read_to_string(etc.join("marker")).map_err(|e| e.to_string())?;
+        expect(marker == "container", || format!("marker {marker:?}"))?;
+        let nested = fs::read_to_string(etc.join("sub/file")).map_err(|e| e.to_string())?;
+        expect(nested == "nested", || format!("nested {nested:?}"))?;
+        let mode = fs::metadata(etc.join("sub/file"))
+            .map_err(|e| e.to_string())?
+            .permissions()
+            .mode();
+        expect(mode & 0o7777 == 0o640, || format!("mode {mode:o}"))?;
+        let link = fs::read_link(etc.join("sub/link")).map_err(|e| e.to_string())?;
+        expect(link == Path::new("../marker"), || {
+            format!("link -> {}", link.display())
+        })?;
+        write_fails_with(&etc.join("new"), libc::EROFS)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn rro_makes_nested_mounts_read_only_too() {
+    if skip() {
+        return;
+    }
+    let fx = fixture();
+    let host_data = fx.dir.path().join("hostdata");
+    fs::create_dir_all(host_data.join("nested")).expect("mkdir");
+    let spec = spec(serde_json::json!({
+        "ociVersion": "1.2.0",
+        "root": {"path": "rootfs"},
+        "mounts": [{"destination": "/data", "type": "bind", "source": host_data,
+                    "options": ["rbind", "rro"]}]
+    }));
+    let rootfs = fx.rootfs.clone();
+    in_child(|| {
+        let nested = host_data.join("nested");
+        nix::mount::mount(
+            Some("tmpfs"),
+            &nested,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|e| format!("mount nested tmpfs: {e}"))?;
+        prepare(&fx.plan(&spec)).map_err(|e| e.to_string())?;
+        write_fails_with(&rootfs.join("data/x"), libc::EROFS)?;
+        write_fails_with(&rootfs.join("data/nested/x"), libc::EROFS)?;
+        // The host side stays writable.
+        fs::write(nested.join("x"), "x").map_err(|e| format!("host side: {e}"))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}
