@@ -694,3 +694,63 @@ fn rro_makes_nested_mounts_read_only_too() {
     })
     .unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn default_oci_config_sets_up_a_complete_container() {
+    if skip() {
+        return;
+    }
+    let memory = Path::new("/sys/fs/cgroup/memory");
+    let masked_exist = ["/proc/timer_list", "/sys/firmware"]
+        .iter()
+        .all(|p| Path::new(p).exists());
+    if !memory.join("memory.limit_in_bytes").exists() || !masked_exist {
+        println!("SKIP: no cgroup v1 memory hierarchy, /proc/timer_list or /sys/firmware");
+        return;
+    }
+    let fx = fixture();
+    // oci-spec's defaults: proc, /dev tmpfs, devpts, shm, mqueue, sysfs ro, cgroup ro,
+    // the usual masked and read-only paths, and a read-only root.
+    let spec = Spec::default();
+    let rootfs = fx.rootfs.clone();
+    in_child(|| {
+        // proc must belong to a PID namespace of its own: run as its PID 1.
+        unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare pid: {e}"))?;
+        in_child(|| {
+            let mut plan = fx.plan(&spec);
+            plan.cgroup_sources = vec![CgroupMountSource {
+                name: "memory".into(),
+                host_path: memory.to_path_buf(),
+                fstype: "cgroup",
+                options: "memory".into(),
+            }];
+            prepare(&plan).map_err(|e| e.to_string())?;
+            pivot(&rootfs, false).map_err(|e| e.to_string())?;
+            finish(&spec).map_err(|e| e.to_string())?;
+            let timers = fs::read("/proc/timer_list").map_err(|e| format!("timer_list: {e}"))?;
+            expect(timers.is_empty(), || {
+                "/proc/timer_list is not masked".into()
+            })?;
+            let firmware = fs::read_dir("/sys/firmware")
+                .map_err(|e| e.to_string())?
+                .count();
+            expect(firmware == 0, || "/sys/firmware is not masked".into())?;
+            write_fails_with(Path::new("/proc/sys/kernel/domainname"), libc::EROFS)?;
+            write_fails_with(Path::new("/etc/new"), libc::EROFS)?;
+            write_fails_with(Path::new("/sys/kernel/new"), libc::EROFS)?;
+            expect(
+                Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists(),
+                || "no memory controller in the container".into(),
+            )?;
+            let (_, fstype, _) = mount_at(Path::new("/dev/mqueue")).ok_or("no mqueue")?;
+            expect(fstype == "mqueue", || format!("mqueue is {fstype}"))?;
+            let (_, fstype, _) = mount_at(Path::new("/proc")).ok_or("no /proc")?;
+            expect(fstype == "proc", || format!("/proc is {fstype}"))?;
+            expect(std::process::id() == 1, || {
+                format!("pid {}", std::process::id())
+            })?;
+            fs::write("/dev/shm/ok", "x").map_err(|e| format!("write /dev/shm: {e}"))
+        })
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}
