@@ -1,12 +1,133 @@
-//! TEMPORARY compile stub; replaced by the rootfs branch.
-use std::path::{Path, PathBuf};
+//! The container root filesystem: mounts, devices, masked and read-only paths, pivot_root.
+//!
+//! Runs inside the container's init, already in its own mount namespace (maybe a user namespace
+//! too), single-threaded. The order is: [`prepare`] (propagation, rootfs self-bind, the config's
+//! mounts, /dev), [`pivot`], then [`finish`] (masked and read-only paths, root.readonly, final
+//! propagation). Every config path is resolved inside the rootfs and never through a symlink
+//! out of it (see [`resolve`]).
+
+mod cgroup;
+mod copyup;
+mod devices;
+pub mod error;
+mod masked;
+mod mounts;
+pub mod options;
+mod pivot;
+mod propagation;
+mod readonly;
+mod remount;
+pub mod resolve;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{Failure, RootfsError};
+
+use nix::mount::MsFlags;
 use oci_spec::runtime::Spec;
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct RootfsError(pub String);
-#[derive(Debug, Clone)]
-pub struct CgroupMountSource { pub name: String, pub host_path: PathBuf, pub fstype: &'static str, pub options: String }
-pub struct RootfsPlan<'a> { pub spec: &'a Spec, pub rootfs: &'a Path, pub in_new_userns: bool, pub cgroup_ns: bool, pub cgroup_sources: Vec<CgroupMountSource> }
-pub fn prepare(_p: &RootfsPlan) -> Result<(), RootfsError> { Ok(()) }
-pub fn pivot(rootfs: &Path, _no_pivot: bool) -> Result<(), RootfsError> { nix::unistd::chroot(rootfs).map_err(|e| RootfsError(e.to_string()))?; nix::unistd::chdir("/").map_err(|e| RootfsError(e.to_string())) }
-pub fn finish(_s: &Spec) -> Result<(), RootfsError> { Ok(()) }
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+/// One cgroup hierarchy the container should see under its "cgroup" mount.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CgroupMountSource {
+    /// Directory name under the mount: "memory", "cpu,cpuacct", "systemd", "unified".
+    pub name: String,
+    /// The container's own cgroup directory in this hierarchy on the host (bound when there is
+    /// no cgroup namespace).
+    pub host_path: PathBuf,
+    /// "cgroup" (v1) or "cgroup2".
+    pub fstype: &'static str,
+    /// Mount data for a fresh mount: the v1 controllers ("cpu,cpuacct", "name=systemd"), or
+    /// empty for cgroup2.
+    pub options: String,
+}
+
+/// Everything [`prepare`] needs.
+pub struct RootfsPlan<'a> {
+    pub spec: &'a Spec,
+    /// The rootfs directory: absolute and canonical.
+    pub rootfs: &'a Path,
+    /// The bundle directory: relative bind-mount sources are relative to it.
+    pub bundle: &'a Path,
+    /// init runs in a user namespace it created (mknod and sysfs are not allowed there).
+    pub in_new_userns: bool,
+    /// init runs in its own cgroup namespace.
+    pub cgroup_ns: bool,
+    /// The container's cgroup hierarchies, for mounts of type "cgroup".
+    pub cgroup_sources: Vec<CgroupMountSource>,
+}
+
+/// What the mount helpers share.
+struct Ctx<'a> {
+    /// O_PATH fd of the rootfs self-bind: the root all config paths are resolved in.
+    root: OwnedFd,
+    bundle: &'a Path,
+    in_new_userns: bool,
+    cgroup_ns: bool,
+    cgroup_sources: &'a [CgroupMountSource],
+}
+
+/// Before pivot_root: propagation of "/", the rootfs bound onto itself, every config mount in
+/// order, then /dev.
+pub fn prepare(plan: &RootfsPlan) -> Result<(), RootfsError> {
+    propagation::prepare_root(plan.spec, plan.rootfs)?;
+    // Opened after the self-bind, so what follows is mounted on the bind that pivot_root moves.
+    let root = resolve::open_host_dir(plan.rootfs).map_err(|e| RootfsError::Root {
+        path: plan.rootfs.display().to_string(),
+        failure: Failure::sys("open the rootfs", e),
+    })?;
+    let ctx = Ctx {
+        root,
+        bundle: plan.bundle,
+        in_new_userns: plan.in_new_userns,
+        cgroup_ns: plan.cgroup_ns,
+        cgroup_sources: &plan.cgroup_sources,
+    };
+
+    let mounts = plan.spec.mounts().as_deref().unwrap_or(&[]);
+    let mut readonly_dev: Option<usize> = None;
+    for (index, m) in mounts.iter().enumerate() {
+        let mut opts = options::parse(m.options().as_deref().unwrap_or(&[]));
+        let is_bind = opts.bind || m.typ().as_deref() == Some("bind");
+        let is_dev = resolve::clean_absolute(m.destination()) == Path::new("/dev");
+        // A read-only /dev is mounted writable first: its devices are created afterwards.
+        if is_dev && !is_bind && opts.flags.contains(MsFlags::MS_RDONLY) {
+            opts.flags.remove(MsFlags::MS_RDONLY);
+            readonly_dev = Some(index);
+        }
+        mounts::mount_entry(&ctx, m, &opts).map_err(|failure| mount_error(index, m, failure))?;
+    }
+
+    devices::setup_dev(&ctx, plan.spec)?;
+
+    if let Some(index) = readonly_dev {
+        let m = &mounts[index];
+        mounts::reopen(&ctx, m.destination())
+            .and_then(|fd| remount::remount_bind(fd, MsFlags::MS_RDONLY, remount::Keep::Existing))
+            .map_err(|failure| mount_error(index, m, failure))?;
+    }
+    Ok(())
+}
+
+fn mount_error(index: usize, m: &oci_spec::runtime::Mount, failure: Failure) -> RootfsError {
+    RootfsError::Mount {
+        index,
+        destination: m.destination().display().to_string(),
+        failure,
+    }
+}
+
+/// Makes `rootfs` the process's root: pivot_root, or MS_MOVE + chroot when `no_pivot`.
+pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
+    pivot::pivot(rootfs, no_pivot)
+}
+
+/// After pivot: maskedPaths, readonlyPaths, the final rootfs propagation and root.readonly.
+pub fn finish(spec: &Spec) -> Result<(), RootfsError> {
+    masked::mask_paths(spec)?;
+    readonly::readonly_paths(spec)?;
+    propagation::finish_root(spec)?;
+    readonly::readonly_root(spec)
+}

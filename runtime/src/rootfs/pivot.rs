@@ -1,0 +1,46 @@
+//! Making the rootfs the process's "/": pivot_root, or MS_MOVE + chroot when asked not to pivot.
+
+use super::error::{step, Failure, RootfsError};
+use nix::fcntl::{open, OFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::Mode;
+use nix::unistd::{chdir, chroot, fchdir, pivot_root};
+use std::path::Path;
+
+pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
+    let result = if no_pivot {
+        move_and_chroot(rootfs)
+    } else {
+        pivot_here(rootfs)
+    };
+    result.map_err(|failure| RootfsError::Pivot {
+        path: rootfs.display().to_string(),
+        failure,
+    })
+}
+
+/// pivot_root(".", ".") stacks the old root on top of the new one, so no put_old directory is
+/// needed inside the rootfs; the old root is then detached from where we stand.
+fn pivot_here(rootfs: &Path) -> Result<(), Failure> {
+    let dir_flags = OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC;
+    let old_root = open("/", dir_flags, Mode::empty()).map_err(step("open /"))?;
+    let new_root = open(rootfs, dir_flags, Mode::empty()).map_err(step("open the rootfs"))?;
+    fchdir(&new_root).map_err(step("chdir into the rootfs"))?;
+    pivot_root(".", ".").map_err(step("pivot_root"))?;
+    fchdir(&old_root).map_err(step("chdir into the old root"))?;
+    // Unmounting must not propagate to the host's mounts.
+    mount::<str, _, str, str>(None, ".", None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None)
+        .map_err(step("make the old root rslave"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(step("detach the old root"))?;
+    chdir("/").map_err(step("chdir /"))
+}
+
+/// For roots pivot_root cannot handle (e.g. an initramfs): move the rootfs mount over "/" and
+/// chroot into it. Weaker than pivot_root (the old root stays reachable to CAP_SYS_CHROOT).
+fn move_and_chroot(rootfs: &Path) -> Result<(), Failure> {
+    chdir(rootfs).map_err(step("chdir into the rootfs"))?;
+    mount::<_, _, str, str>(Some(rootfs), "/", None, MsFlags::MS_MOVE, None)
+        .map_err(step("move the rootfs mount onto /"))?;
+    chroot(".").map_err(step("chroot"))?;
+    chdir("/").map_err(step("chdir /"))
+}
