@@ -52,9 +52,7 @@ pub(crate) fn pids_recursive(dir: &Path) -> Result<Vec<i32>, CgroupError> {
     let mut pids = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(current) = pending.pop() {
-        let Some(text) = fsio::read_optional(&current, "cgroup.procs", "cgroup.procs")? else {
-            continue;
-        };
+        let text = fsio::read_optional(&current, "cgroup.procs", "cgroup.procs")?.unwrap_or_default();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let pid = line.trim().parse().map_err(|_| CgroupError::Parse {
                 field: "cgroup.procs".to_string(),
