@@ -47,7 +47,9 @@ pub(crate) fn parse(path: Option<&Path>, id: &str) -> Result<CgroupPath, CgroupE
         }
     }
     if clean.as_os_str().is_empty() {
-        return Err(path_err("names the hierarchy root itself, which is not a container cgroup"));
+        return Err(path_err(
+            "names the hierarchy root itself, which is not a container cgroup",
+        ));
     }
     if path.is_absolute() {
         Ok(CgroupPath::FromRoot(clean))

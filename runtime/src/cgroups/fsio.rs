@@ -80,7 +80,12 @@ pub(crate) fn read_optional(
 }
 
 /// Parses a single unsigned number; "max" (cgroup v2's "no limit") reads as `u64::MAX`.
-pub(crate) fn parse_u64(text: &str, dir: &Path, file: &str, field: &str) -> Result<u64, CgroupError> {
+pub(crate) fn parse_u64(
+    text: &str,
+    dir: &Path,
+    file: &str,
+    field: &str,
+) -> Result<u64, CgroupError> {
     let trimmed = text.trim();
     if trimmed == "max" {
         return Ok(u64::MAX);
@@ -126,11 +131,22 @@ mod tests {
     #[test]
     fn write_names_field_value_and_file_on_missing_file() {
         let dir = tempfile::tempdir().unwrap();
-        let err = write(dir.path(), "memory.limit_in_bytes", "1048576", "linux.resources.memory.limit")
-            .unwrap_err();
+        let err = write(
+            dir.path(),
+            "memory.limit_in_bytes",
+            "1048576",
+            "linux.resources.memory.limit",
+        )
+        .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("linux.resources.memory.limit: writing 1048576 to "), "{msg}");
-        assert!(msg.ends_with("memory.limit_in_bytes: No such file or directory"), "{msg}");
+        assert!(
+            msg.starts_with("linux.resources.memory.limit: writing 1048576 to "),
+            "{msg}"
+        );
+        assert!(
+            msg.ends_with("memory.limit_in_bytes: No such file or directory"),
+            "{msg}"
+        );
         assert!(err.is_not_found());
     }
 

@@ -89,11 +89,15 @@ pub(crate) fn discover(root: &Path, layout: Layout) -> Result<Vec<Hierarchy>, Cg
     let mut found = Vec::new();
     for entry in entries.flatten() {
         // Symlinks such as cpu -> cpu,cpuacct alias a hierarchy already listed under its real name.
-        let Ok(file_type) = entry.file_type() else { continue };
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
         if !file_type.is_dir() {
             continue;
         }
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
         let mount = entry.path();
         // An unmounted directory has no cgroup.procs.
         if !mount.join("cgroup.procs").exists() {

@@ -56,11 +56,18 @@ impl CgroupManager {
     }
 
     /// Like [`CgroupManager::new`] with the hierarchies under `root` (for tests).
-    pub fn with_root(root: &Path, layout: Layout, path: Option<&Path>, id: &str) -> Result<Self, CgroupError> {
+    pub fn with_root(
+        root: &Path,
+        layout: Layout,
+        path: Option<&Path>,
+        id: &str,
+    ) -> Result<Self, CgroupError> {
         let parsed = cgroup_path::parse(path, id)?;
         let hierarchies = hierarchy::discover(root, layout)?;
         let own_cgroups = match &parsed {
-            CgroupPath::FromOwnCgroup(_) => std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default(),
+            CgroupPath::FromOwnCgroup(_) => {
+                std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default()
+            }
             CgroupPath::FromRoot(_) => String::new(),
         };
         let placements = hierarchies
@@ -68,12 +75,16 @@ impl CgroupManager {
             .map(|h| {
                 let rel = match &parsed {
                     CgroupPath::FromRoot(rel) => rel.clone(),
-                    CgroupPath::FromOwnCgroup(rel) => {
-                        hierarchy::own_cgroup(&own_cgroups, &h).unwrap_or_default().join(rel)
-                    }
+                    CgroupPath::FromOwnCgroup(rel) => hierarchy::own_cgroup(&own_cgroups, &h)
+                        .unwrap_or_default()
+                        .join(rel),
                 };
                 let dir = h.mount.join(&rel);
-                Placement { hierarchy: h, rel, dir }
+                Placement {
+                    hierarchy: h,
+                    rel,
+                    dir,
+                }
             })
             .collect();
         Ok(CgroupManager {
@@ -101,7 +112,9 @@ impl CgroupManager {
 
     fn lock_created(&self) -> std::sync::MutexGuard<'_, Option<Vec<PathBuf>>> {
         // A panic while holding the lock cannot leave the list half-written: recover it.
-        self.created.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.created
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Creates the container's cgroup in every hierarchy. On failure, removes what it created.
@@ -110,7 +123,9 @@ impl CgroupManager {
         for p in &self.placements {
             let mount = &p.hierarchy.mount;
             let result = match &p.hierarchy.kind {
-                HierarchyKind::V1 { .. } => v1::create(mount, &p.rel, p.hierarchy.has_controller("cpuset")),
+                HierarchyKind::V1 { .. } => {
+                    v1::create(mount, &p.rel, p.hierarchy.has_controller("cpuset"))
+                }
                 HierarchyKind::Named(_) => tree::create_levels(mount, &p.rel),
                 HierarchyKind::Unified => v2::create(mount, &p.rel, self.layout == Layout::V2),
             };
@@ -124,7 +139,9 @@ impl CgroupManager {
                 }
             }
         }
-        self.lock_created().get_or_insert_with(Vec::new).extend(made);
+        self.lock_created()
+            .get_or_insert_with(Vec::new)
+            .extend(made);
         Ok(())
     }
 
@@ -165,13 +182,20 @@ impl CgroupManager {
 
     /// The v1 freezer hierarchy, else the cgroup2 one (whose cgroup.freeze needs no controller).
     fn freezer(&self) -> Result<(Version, PathBuf), CgroupError> {
-        if let Some(p) = self.placements.iter().find(|p| p.hierarchy.has_controller("freezer")) {
+        if let Some(p) = self
+            .placements
+            .iter()
+            .find(|p| p.hierarchy.has_controller("freezer"))
+        {
             return Ok((Version::V1, p.dir.clone()));
         }
         if let Some(p) = self.placements.iter().find(|p| p.hierarchy.is_unified()) {
             return Ok((Version::V2, p.dir.clone()));
         }
-        Err(CgroupError::unsupported("freezer", "no freezer hierarchy and no cgroup2 hierarchy on this host"))
+        Err(CgroupError::unsupported(
+            "freezer",
+            "no freezer hierarchy and no cgroup2 hierarchy on this host",
+        ))
     }
 
     /// Every pid in the container's cgroup, including nested cgroups.
@@ -180,7 +204,11 @@ impl CgroupManager {
         let preferred = ["pids", "freezer", "memory", "cpu", "devices"];
         let chosen = preferred
             .iter()
-            .find_map(|c| self.placements.iter().find(|p| p.hierarchy.has_controller(c)))
+            .find_map(|c| {
+                self.placements
+                    .iter()
+                    .find(|p| p.hierarchy.has_controller(c))
+            })
             .or_else(|| self.placements.iter().find(|p| p.hierarchy.is_unified()))
             .or_else(|| self.placements.first());
         match chosen {
@@ -200,7 +228,10 @@ impl CgroupManager {
     /// container's own cgroup directories are removed.
     pub fn remove(&self) -> Result<(), CgroupError> {
         let leaves: Vec<PathBuf> = self.hierarchy_paths();
-        let targets = self.lock_created().clone().unwrap_or_else(|| leaves.clone());
+        let targets = self
+            .lock_created()
+            .clone()
+            .unwrap_or_else(|| leaves.clone());
         let mut first_error = None;
         for dir in targets.iter().rev() {
             match tree::remove_dir(dir) {
@@ -228,7 +259,12 @@ impl CgroupManager {
             .map(|p| CgroupMountSource {
                 name: p.hierarchy.name.clone(),
                 host_path: p.dir.clone(),
-                fstype: if p.hierarchy.is_unified() { "cgroup2" } else { "cgroup" }.to_string(),
+                fstype: if p.hierarchy.is_unified() {
+                    "cgroup2"
+                } else {
+                    "cgroup"
+                }
+                .to_string(),
                 options: p.hierarchy.mount_options(),
             })
             .collect()
@@ -246,12 +282,22 @@ impl CgroupManager {
     /// The hierarchy owning `controller` (a v1 one first, then cgroup2 if its root offers it),
     /// without changing anything.
     fn locate(&self, controller: &str) -> Option<Target> {
-        if let Some(p) = self.placements.iter().find(|p| p.hierarchy.has_controller(controller)) {
-            return Some(Target { dir: p.dir.clone(), version: Version::V1 });
+        if let Some(p) = self
+            .placements
+            .iter()
+            .find(|p| p.hierarchy.has_controller(controller))
+        {
+            return Some(Target {
+                dir: p.dir.clone(),
+                version: Version::V1,
+            });
         }
         let unified = self.unified()?;
         let offered = v2::offers_controller(&unified.hierarchy.mount, controller).unwrap_or(false);
-        offered.then(|| Target { dir: unified.dir.clone(), version: Version::V2 })
+        offered.then(|| Target {
+            dir: unified.dir.clone(),
+            version: Version::V2,
+        })
     }
 }
 
@@ -270,13 +316,19 @@ impl Controllers for CgroupManager {
 
     fn enable_unified(&self, controller: &str) -> Result<(), CgroupError> {
         let Some(unified) = self.unified() else {
-            return Err(CgroupError::unsupported(controller, "this host has no cgroup2 hierarchy"));
+            return Err(CgroupError::unsupported(
+                controller,
+                "this host has no cgroup2 hierarchy",
+            ));
         };
         let mount = &unified.hierarchy.mount;
         if !v2::offers_controller(mount, controller)? {
             return Err(CgroupError::unsupported(
                 controller,
-                format!("the cgroup2 hierarchy at {} does not offer the {controller} controller", mount.display()),
+                format!(
+                    "the cgroup2 hierarchy at {} does not offer the {controller} controller",
+                    mount.display()
+                ),
             ));
         }
         v2::enable_controller(mount, &unified.rel, controller)

@@ -25,6 +25,6 @@ pub use error::CgroupError;
 pub use layout::{detect_layout, detect_layout_at, Layout, CGROUP_ROOT};
 pub use manager::{CgroupManager, CgroupMountSource};
 pub use stats::{
-    BlkioEntry, BlkioStats, CpuStats, CpuUsage, HugetlbStats, MemoryEntry, MemoryStats, PidsStats, Stats,
-    Throttling,
+    BlkioEntry, BlkioStats, CpuStats, CpuUsage, HugetlbStats, MemoryEntry, MemoryStats, PidsStats,
+    Stats, Throttling,
 };

@@ -8,7 +8,9 @@ use oci_spec::runtime::LinuxResources;
 
 use super::{CgroupManager, Layout};
 
-const V1_DIRS: &[&str] = &["blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids", "systemd"];
+const V1_DIRS: &[&str] = &[
+    "blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids", "systemd",
+];
 
 fn files_for(hierarchy: &str) -> &'static [(&'static str, &'static str)] {
     match hierarchy {
@@ -33,7 +35,10 @@ fn files_for(hierarchy: &str) -> &'static [(&'static str, &'static str)] {
             ("cpu.rt_period_us", "1000000"),
             ("cpu.rt_runtime_us", "0"),
             ("cpu.idle", "0"),
-            ("cpu.stat", "nr_periods 10\nnr_throttled 2\nthrottled_time 5000\n"),
+            (
+                "cpu.stat",
+                "nr_periods 10\nnr_throttled 2\nthrottled_time 5000\n",
+            ),
         ],
         "cpuacct" => &[
             ("cpuacct.usage", "123456"),
@@ -49,7 +54,10 @@ fn files_for(hierarchy: &str) -> &'static [(&'static str, &'static str)] {
             ("blkio.throttle.write_bps_device", ""),
             ("blkio.throttle.read_iops_device", ""),
             ("blkio.throttle.write_iops_device", ""),
-            ("blkio.throttle.io_service_bytes_recursive", "254:0 Read 4096\n254:0 Write 512\nTotal 4608\n"),
+            (
+                "blkio.throttle.io_service_bytes_recursive",
+                "254:0 Read 4096\n254:0 Write 512\nTotal 4608\n",
+            ),
         ],
         "devices" => &[("devices.allow", ""), ("devices.deny", "")],
         "freezer" => &[("freezer.state", "THAWED\n")],
@@ -74,14 +82,20 @@ fn files_for(hierarchy: &str) -> &'static [(&'static str, &'static str)] {
             ("cpu.max", "max 100000"),
             ("cpu.max.burst", "0"),
             ("cpu.idle", "0"),
-            ("cpu.stat", "usage_usec 10\nuser_usec 6\nsystem_usec 4\nnr_periods 0\n"),
+            (
+                "cpu.stat",
+                "usage_usec 10\nuser_usec 6\nsystem_usec 4\nnr_periods 0\n",
+            ),
             ("cpuset.cpus", ""),
             ("cpuset.mems", ""),
             ("pids.max", "max"),
             ("pids.current", "1"),
             ("io.weight", "default 100"),
             ("io.max", ""),
-            ("io.stat", "254:0 rbytes=4096 wbytes=0 rios=1 wios=0 dbytes=0 dios=0\n"),
+            (
+                "io.stat",
+                "254:0 rbytes=4096 wbytes=0 rios=1 wios=0 dbytes=0 dios=0\n",
+            ),
             ("hugetlb.2MB.max", "max"),
         ],
         _ => &[],
@@ -94,7 +108,11 @@ fn fake_root(layout: Layout) -> tempfile::TempDir {
     let mut dirs: Vec<&str> = Vec::new();
     match layout {
         Layout::V2 => {
-            fs::write(root.path().join("cgroup.controllers"), "cpuset cpu io memory hugetlb pids rdma\n").unwrap();
+            fs::write(
+                root.path().join("cgroup.controllers"),
+                "cpuset cpu io memory hugetlb pids rdma\n",
+            )
+            .unwrap();
             fs::write(root.path().join("cgroup.subtree_control"), "").unwrap();
             fs::write(root.path().join("cgroup.procs"), "").unwrap();
         }
@@ -128,8 +146,18 @@ fn populate(root: &Path, layout: Layout, dirs: &[PathBuf]) {
         let hierarchy = match layout {
             Layout::V2 => "unified-v2".to_string(),
             _ => {
-                let first = rel.components().next().unwrap().as_os_str().to_string_lossy().to_string();
-                if first == "unified" { "unified-hybrid".to_string() } else { first }
+                let first = rel
+                    .components()
+                    .next()
+                    .unwrap()
+                    .as_os_str()
+                    .to_string_lossy()
+                    .to_string();
+                if first == "unified" {
+                    "unified-hybrid".to_string()
+                } else {
+                    first
+                }
             }
         };
         fs::write(dir.join("cgroup.procs"), "").unwrap();
@@ -187,7 +215,9 @@ fn hybrid_writes_each_resource_to_the_hierarchy_owning_it() {
     assert_eq!(c("memory", "memory.soft_limit_in_bytes"), "524288");
     assert_eq!(c("memory", "memory.swappiness"), "10");
     assert_eq!(c("memory", "memory.oom_control"), "1");
-    assert!(!r.join("memory/runvm/c1/memory.kmem.limit_in_bytes").exists());
+    assert!(!r
+        .join("memory/runvm/c1/memory.kmem.limit_in_bytes")
+        .exists());
     assert_eq!(c("cpu", "cpu.shares"), "512");
     assert_eq!(c("cpu", "cpu.cfs_quota_us"), "50000");
     assert_eq!(c("cpu", "cpu.cfs_period_us"), "100000");
@@ -197,22 +227,48 @@ fn hybrid_writes_each_resource_to_the_hierarchy_owning_it() {
     // No blkio.weight on this kernel: the BFQ file takes the weight.
     assert_eq!(c("blkio", "blkio.bfq.weight"), "300");
     assert_eq!(c("blkio", "blkio.bfq.weight_device"), "254:0 200");
-    assert_eq!(c("blkio", "blkio.throttle.read_bps_device"), "254:0 1048576");
+    assert_eq!(
+        c("blkio", "blkio.throttle.read_bps_device"),
+        "254:0 1048576"
+    );
     // hugetlb exists only in the cgroup2 hierarchy: delegated down to the container and set there.
     assert_eq!(c("unified", "hugetlb.2MB.max"), "4194304");
     assert_eq!(read(r.join("unified/cgroup.subtree_control")), "+hugetlb");
-    assert_eq!(read(r.join("unified/runvm/cgroup.subtree_control")), "+hugetlb");
+    assert_eq!(
+        read(r.join("unified/runvm/cgroup.subtree_control")),
+        "+hugetlb"
+    );
 }
 
 #[test]
 fn v1_without_hugetlb_or_unified_reports_the_field() {
     let (_root, m) = created_manager(Layout::V1);
-    let err = m.apply(&resources(r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]}"#)).unwrap_err();
-    assert!(err.to_string().starts_with("linux.resources.hugepageLimits: no cgroup hierarchy"), "{err}");
-    let err = m.apply(&resources(r#"{"unified": {"memory.high": "1"}}"#)).unwrap_err();
-    assert!(err.to_string().starts_with("linux.resources.unified: this host has no cgroup v2"), "{err}");
-    let err = m.apply(&resources(r#"{"network": {"classID": 7}}"#)).unwrap_err();
-    assert!(err.to_string().starts_with("linux.resources.network.classID:"), "{err}");
+    let err = m
+        .apply(&resources(
+            r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]}"#,
+        ))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("linux.resources.hugepageLimits: no cgroup hierarchy"),
+        "{err}"
+    );
+    let err = m
+        .apply(&resources(r#"{"unified": {"memory.high": "1"}}"#))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("linux.resources.unified: this host has no cgroup v2"),
+        "{err}"
+    );
+    let err = m
+        .apply(&resources(r#"{"network": {"classID": 7}}"#))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("linux.resources.network.classID:"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -220,7 +276,7 @@ fn v2_maps_v1_style_values() {
     let (root, m) = created_manager(Layout::V2);
     // FULL without swappiness and disableOOMKiller, which v2 lacks.
     let mut r = resources(FULL);
-    let mut memory = r.memory().clone().unwrap();
+    let mut memory = r.memory().unwrap();
     memory.set_swappiness(None);
     memory.set_disable_oom_killer(None);
     r.set_memory(Some(memory));
@@ -243,14 +299,26 @@ fn v2_maps_v1_style_values() {
 #[test]
 fn v2_swappiness_and_unified_key_checks() {
     let (root, m) = created_manager(Layout::V2);
-    let err = m.apply(&resources(r#"{"memory": {"swappiness": 10}}"#)).unwrap_err();
-    assert!(err.to_string().starts_with("linux.resources.memory.swappiness: cgroup v2"), "{err}");
+    let err = m
+        .apply(&resources(r#"{"memory": {"swappiness": 10}}"#))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("linux.resources.memory.swappiness: cgroup v2"),
+        "{err}"
+    );
     for bad in ["../cgroup.procs", "memory.max/x", ".hidden"] {
         let json = format!(r#"{{"unified": {{"{bad}": "1"}}}}"#);
         let err = m.apply(&resources(&json)).unwrap_err().to_string();
-        assert!(err.starts_with(&format!("linux.resources.unified.{bad}: invalid value")), "{err}");
+        assert!(
+            err.starts_with(&format!("linux.resources.unified.{bad}: invalid value")),
+            "{err}"
+        );
     }
-    m.apply(&resources(r#"{"unified": {"memory.max": "4096", "cpu.weight": "7"}}"#)).unwrap();
+    m.apply(&resources(
+        r#"{"unified": {"memory.max": "4096", "cpu.weight": "7"}}"#,
+    ))
+    .unwrap();
     assert_eq!(read(root.path().join("runvm/c1/memory.max")), "4096");
     assert_eq!(read(root.path().join("runvm/c1/cpu.weight")), "7");
     // The quota alone keeps the period already set.
@@ -262,11 +330,17 @@ fn v2_swappiness_and_unified_key_checks() {
 fn missing_file_error_names_field_value_and_file() {
     let (root, m) = created_manager(Layout::Hybrid);
     fs::remove_file(root.path().join("memory/runvm/c1/memory.limit_in_bytes")).unwrap();
-    let err = m.apply(&resources(r#"{"memory": {"limit": 1048576}}"#)).unwrap_err().to_string();
+    let err = m
+        .apply(&resources(r#"{"memory": {"limit": 1048576}}"#))
+        .unwrap_err()
+        .to_string();
     let file = root.path().join("memory/runvm/c1/memory.limit_in_bytes");
     assert_eq!(
         err,
-        format!("linux.resources.memory.limit: writing 1048576 to {}: No such file or directory", file.display())
+        format!(
+            "linux.resources.memory.limit: writing 1048576 to {}: No such file or directory",
+            file.display()
+        )
     );
 }
 
@@ -359,14 +433,26 @@ fn remove_deletes_only_what_create_made() {
 #[test]
 fn mount_sources_and_paths_cover_every_hierarchy() {
     let root = fake_root(Layout::Hybrid);
-    let m = CgroupManager::with_root(root.path(), Layout::Hybrid, Some(Path::new("/pods/x")), "c1").unwrap();
+    let m = CgroupManager::with_root(
+        root.path(),
+        Layout::Hybrid,
+        Some(Path::new("/pods/x")),
+        "c1",
+    )
+    .unwrap();
     let sources = m.mount_sources();
     assert_eq!(sources.len(), V1_DIRS.len() + 1);
     let unified = sources.iter().find(|s| s.name == "unified").unwrap();
-    assert_eq!((unified.fstype.as_str(), unified.options.as_str()), ("cgroup2", ""));
+    assert_eq!(
+        (unified.fstype.as_str(), unified.options.as_str()),
+        ("cgroup2", "")
+    );
     assert_eq!(unified.host_path, root.path().join("unified/pods/x"));
     let systemd = sources.iter().find(|s| s.name == "systemd").unwrap();
-    assert_eq!((systemd.fstype.as_str(), systemd.options.as_str()), ("cgroup", "name=systemd"));
+    assert_eq!(
+        (systemd.fstype.as_str(), systemd.options.as_str()),
+        ("cgroup", "name=systemd")
+    );
     let memory = sources.iter().find(|s| s.name == "memory").unwrap();
     assert_eq!(memory.options, "memory");
     assert!(m.hierarchy_paths().iter().all(|p| p.ends_with("pods/x")));
@@ -375,22 +461,40 @@ fn mount_sources_and_paths_cover_every_hierarchy() {
 #[test]
 fn relative_path_lands_under_the_runtimes_own_cgroup() {
     let root = fake_root(Layout::Hybrid);
-    let m = CgroupManager::with_root(root.path(), Layout::Hybrid, Some(Path::new("sub/c1")), "c1").unwrap();
+    let m = CgroupManager::with_root(root.path(), Layout::Hybrid, Some(Path::new("sub/c1")), "c1")
+        .unwrap();
     let own = fs::read_to_string("/proc/self/cgroup").unwrap();
     let memory_own = own
         .lines()
-        .find_map(|l| l.split(':').nth(1).filter(|c| *c == "memory").map(|_| l.splitn(3, ':').nth(2).unwrap()))
+        .find_map(|l| {
+            l.split(':')
+                .nth(1)
+                .filter(|c| *c == "memory")
+                .map(|_| l.splitn(3, ':').nth(2).unwrap())
+        })
         .unwrap_or("/")
         .trim_start_matches('/');
     let expected = root.path().join("memory").join(memory_own).join("sub/c1");
-    assert!(m.hierarchy_paths().contains(&expected), "{:?}", m.hierarchy_paths());
+    assert!(
+        m.hierarchy_paths().contains(&expected),
+        "{:?}",
+        m.hierarchy_paths()
+    );
 }
 
 #[test]
 fn systemd_style_path_is_refused_clearly() {
     let root = fake_root(Layout::Hybrid);
-    let err = CgroupManager::with_root(root.path(), Layout::Hybrid, Some(Path::new("system.slice:runvm:c1")), "c1")
-        .unwrap_err()
-        .to_string();
-    assert!(err.starts_with("linux.cgroupsPath \"system.slice:runvm:c1\": looks like a systemd"), "{err}");
+    let err = CgroupManager::with_root(
+        root.path(),
+        Layout::Hybrid,
+        Some(Path::new("system.slice:runvm:c1")),
+        "c1",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("linux.cgroupsPath \"system.slice:runvm:c1\": looks like a systemd"),
+        "{err}"
+    );
 }

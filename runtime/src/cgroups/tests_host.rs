@@ -13,7 +13,9 @@ fn skip_reason() -> Option<String> {
         return Some("needs root".to_string());
     }
     if !Path::new(CGROUP_ROOT).join("memory/cgroup.procs").exists() {
-        return Some(format!("no cgroup v1 memory hierarchy at {CGROUP_ROOT}/memory"));
+        return Some(format!(
+            "no cgroup v1 memory hierarchy at {CGROUP_ROOT}/memory"
+        ));
     }
     None
 }
@@ -97,11 +99,14 @@ fn lifecycle_on_the_host() {
         assert!(dir.is_dir(), "{}", dir.display());
     }
     let unified_root = Path::new(CGROUP_ROOT).join("unified");
-    let hugetlb_was_delegated = std::fs::read_to_string(unified_root.join("cgroup.subtree_control"))
-        .map(|s| s.split_whitespace().any(|c| c == "hugetlb"))
-        .unwrap_or(true);
+    let hugetlb_was_delegated =
+        std::fs::read_to_string(unified_root.join("cgroup.subtree_control"))
+            .map(|s| s.split_whitespace().any(|c| c == "hugetlb"))
+            .unwrap_or(true);
     if layout == Layout::Hybrid && !hugetlb_was_delegated {
-        guard.delegated.push(unified_root.join("cgroup.subtree_control"));
+        guard
+            .delegated
+            .push(unified_root.join("cgroup.subtree_control"));
     }
 
     let mut json = String::from(
@@ -110,30 +115,63 @@ fn lifecycle_on_the_host() {
             "pids": {"limit": 32},
             "blockIO": {"weight": 300, "throttleReadBpsDevice": [{"major": 254, "minor": 0, "rate": 1048576}]}"#,
     );
-    let hugetlb = layout == Layout::Hybrid && Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists();
+    let hugetlb =
+        layout == Layout::Hybrid && Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists();
     if hugetlb {
         json.push_str(r#", "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]"#);
     }
     json.push('}');
     manager.apply(&resources(&json)).unwrap();
     let root = Path::new(CGROUP_ROOT);
-    assert_eq!(read(root.join("memory").join(&name).join("memory.limit_in_bytes")), "67108864");
-    assert_eq!(read(root.join("memory").join(&name).join("memory.memsw.limit_in_bytes")), "134217728");
+    assert_eq!(
+        read(
+            root.join("memory")
+                .join(&name)
+                .join("memory.limit_in_bytes")
+        ),
+        "67108864"
+    );
+    assert_eq!(
+        read(
+            root.join("memory")
+                .join(&name)
+                .join("memory.memsw.limit_in_bytes")
+        ),
+        "134217728"
+    );
     assert_eq!(read(root.join("pids").join(&name).join("pids.max")), "32");
     assert_eq!(read(root.join("cpu").join(&name).join("cpu.shares")), "512");
-    assert_eq!(read(root.join("cpu").join(&name).join("cpu.cfs_quota_us")), "50000");
+    assert_eq!(
+        read(root.join("cpu").join(&name).join("cpu.cfs_quota_us")),
+        "50000"
+    );
     let blkio = root.join("blkio").join(&name);
-    let weight_file = ["blkio.weight", "blkio.bfq.weight"].into_iter().find(|f| blkio.join(f).exists()).unwrap();
+    let weight_file = ["blkio.weight", "blkio.bfq.weight"]
+        .into_iter()
+        .find(|f| blkio.join(f).exists())
+        .unwrap();
     assert_eq!(read(blkio.join(weight_file)), "300");
     if Path::new("/sys/dev/block/254:0").exists() {
-        assert_eq!(read(blkio.join("blkio.throttle.read_bps_device")), "254:0 1048576");
+        assert_eq!(
+            read(blkio.join("blkio.throttle.read_bps_device")),
+            "254:0 1048576"
+        );
     }
     if !root.join("net_cls").exists() {
-        let err = manager.apply(&resources(r#"{"network": {"classID": 1}}"#)).unwrap_err().to_string();
-        assert!(err.starts_with("linux.resources.network.classID: "), "{err}");
+        let err = manager
+            .apply(&resources(r#"{"network": {"classID": 1}}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("linux.resources.network.classID: "),
+            "{err}"
+        );
     }
     if hugetlb {
-        assert_eq!(read(root.join("unified").join(&name).join("hugetlb.2MB.max")), "4194304");
+        assert_eq!(
+            read(root.join("unified").join(&name).join("hugetlb.2MB.max")),
+            "4194304"
+        );
     }
 
     // The child waits for a line on stdin so that its work is charged to the new cgroup: CPU
@@ -157,14 +195,23 @@ fn lifecycle_on_the_host() {
     // Wait until the loop is done and sleep runs.
     let exe = format!("/proc/{pid}/exe");
     let start = std::time::Instant::now();
-    while std::fs::read_link(&exe).map(|p| !p.ends_with("sleep")).unwrap_or(true) {
+    while std::fs::read_link(&exe)
+        .map(|p| !p.ends_with("sleep"))
+        .unwrap_or(true)
+    {
         assert!(start.elapsed().as_secs() < 20, "child never reached sleep");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let proc_cgroup = read(format!("/proc/{pid}/cgroup"));
-    assert!(proc_cgroup.contains(&format!(":memory:/{name}")), "{proc_cgroup}");
+    assert!(
+        proc_cgroup.contains(&format!(":memory:/{name}")),
+        "{proc_cgroup}"
+    );
     if layout == Layout::Hybrid {
-        assert!(proc_cgroup.contains(&format!("0::/{name}")), "{proc_cgroup}");
+        assert!(
+            proc_cgroup.contains(&format!("0::/{name}")),
+            "{proc_cgroup}"
+        );
     }
 
     manager.freeze().unwrap();
@@ -176,7 +223,10 @@ fn lifecycle_on_the_host() {
     assert_eq!(stats.pids.current, 1);
     assert_eq!(stats.pids.limit, 32);
     assert_eq!(stats.memory.usage.limit, 67108864);
-    assert!(stats.memory.usage.usage > 0 && stats.memory.usage.usage < 67108864, "{stats:?}");
+    assert!(
+        stats.memory.usage.usage > 0 && stats.memory.usage.usage < 67108864,
+        "{stats:?}"
+    );
     assert!(stats.cpu.usage.total > 0, "{stats:?}");
     if hugetlb {
         assert_eq!(stats.hugetlb["2MB"].max, 4194304);
@@ -210,8 +260,15 @@ fn v1_device_rules_deny_and_allow_dev_null() {
         delegated: Vec::new(),
     };
     manager.create().unwrap();
-    let procs = Path::new(CGROUP_ROOT).join("devices").join(&name).join("cgroup.procs");
-    manager.apply(&resources(r#"{"devices": [{"allow": false, "access": "rwm"}]}"#)).unwrap();
+    let procs = Path::new(CGROUP_ROOT)
+        .join("devices")
+        .join(&name)
+        .join("cgroup.procs");
+    manager
+        .apply(&resources(
+            r#"{"devices": [{"allow": false, "access": "rwm"}]}"#,
+        ))
+        .unwrap();
     assert!(!succeeds_inside(&procs, "cat /dev/null"));
     manager
         .apply(&resources(r#"{"devices": [{"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"}]}"#))
@@ -238,28 +295,44 @@ fn v2_ebpf_device_filter_and_freezer() {
         return;
     };
     let name = unique_name("bpf");
-    let manager =
-        CgroupManager::with_root(&v2_root, Layout::V2, Some(&PathBuf::from("/").join(&name)), &name).unwrap();
+    let manager = CgroupManager::with_root(
+        &v2_root,
+        Layout::V2,
+        Some(&PathBuf::from("/").join(&name)),
+        &name,
+    )
+    .unwrap();
     // On a pure v2 host create() delegates every controller; undo that for hugetlb on this host.
     let subtree = v2_root.join("cgroup.subtree_control");
-    let hugetlb_was_delegated =
-        std::fs::read_to_string(&subtree).map(|s| s.split_whitespace().any(|c| c == "hugetlb")).unwrap_or(true);
+    let hugetlb_was_delegated = std::fs::read_to_string(&subtree)
+        .map(|s| s.split_whitespace().any(|c| c == "hugetlb"))
+        .unwrap_or(true);
     let mut guard = Cleanup {
         manager: manager.clone(),
         child: None,
-        delegated: if hugetlb_was_delegated { Vec::new() } else { vec![subtree] },
+        delegated: if hugetlb_was_delegated {
+            Vec::new()
+        } else {
+            vec![subtree]
+        },
     };
     manager.create().unwrap();
     let procs = v2_root.join(&name).join("cgroup.procs");
     let devices = |json: &str| manager.apply(&resources(&format!(r#"{{"devices": {json}}}"#)));
 
     devices(r#"[{"allow": false, "access": "rwm"}]"#).unwrap();
-    assert!(!succeeds_inside(&procs, "cat /dev/null"), "deny-all let /dev/null open");
+    assert!(
+        !succeeds_inside(&procs, "cat /dev/null"),
+        "deny-all let /dev/null open"
+    );
 
     // Attaching again replaces the filter.
     devices(r#"[{"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"}]"#).unwrap();
     assert!(succeeds_inside(&procs, "cat /dev/null"));
-    assert!(!succeeds_inside(&procs, "head -c1 /dev/zero"), "/dev/zero was not in the allow list");
+    assert!(
+        !succeeds_inside(&procs, "head -c1 /dev/zero"),
+        "/dev/zero was not in the allow list"
+    );
 
     // A later deny narrows an earlier allow, per access bit.
     devices(r#"[{"allow": true, "access": "rwm"}, {"allow": false, "type": "c", "major": 1, "minor": 3, "access": "w"}]"#)

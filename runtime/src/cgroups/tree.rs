@@ -52,7 +52,8 @@ pub(crate) fn pids_recursive(dir: &Path) -> Result<Vec<i32>, CgroupError> {
     let mut pids = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(current) = pending.pop() {
-        let text = fsio::read_optional(&current, "cgroup.procs", "cgroup.procs")?.unwrap_or_default();
+        let text =
+            fsio::read_optional(&current, "cgroup.procs", "cgroup.procs")?.unwrap_or_default();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let pid = line.trim().parse().map_err(|_| CgroupError::Parse {
                 field: "cgroup.procs".to_string(),
@@ -102,8 +103,13 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join("a")).unwrap();
         let created = create_levels(root.path(), Path::new("a/b/c")).unwrap();
-        assert_eq!(created, [root.path().join("a/b"), root.path().join("a/b/c")]);
-        assert!(create_levels(root.path(), Path::new("a/b/c")).unwrap().is_empty());
+        assert_eq!(
+            created,
+            [root.path().join("a/b"), root.path().join("a/b/c")]
+        );
+        assert!(create_levels(root.path(), Path::new("a/b/c"))
+            .unwrap()
+            .is_empty());
         remove_dir(&root.path().join("a/b/c")).unwrap();
         remove_dir(&root.path().join("a/b/c")).unwrap();
         assert!(!root.path().join("a/b/c").exists());

@@ -12,7 +12,11 @@ const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Creates `mount/rel`. In the cpuset hierarchy a new cgroup starts with empty cpuset.cpus and
 /// cpuset.mems, which makes adding tasks fail with ENOSPC, so each level we create inherits its
 /// parent's values.
-pub(crate) fn create(mount: &Path, rel: &Path, is_cpuset: bool) -> Result<Vec<PathBuf>, CgroupError> {
+pub(crate) fn create(
+    mount: &Path,
+    rel: &Path,
+    is_cpuset: bool,
+) -> Result<Vec<PathBuf>, CgroupError> {
     let created = tree::create_levels(mount, rel)?;
     if is_cpuset {
         for dir in &created {
@@ -27,7 +31,9 @@ fn inherit_cpuset(dir: &Path, parent: &Path) -> Result<(), CgroupError> {
     for file in ["cpuset.cpus", "cpuset.mems"] {
         let field = "cgroup creation (cpuset inheritance)";
         // No file: nothing that could block adding tasks.
-        let Some(own) = fsio::read_optional(dir, file, field)? else { continue };
+        let Some(own) = fsio::read_optional(dir, file, field)? else {
+            continue;
+        };
         if own.trim().is_empty() {
             let inherited = fsio::read(parent, file, field)?;
             fsio::write(dir, file, inherited.trim(), field)?;
@@ -86,8 +92,14 @@ mod tests {
         std::fs::write(child.join("cpuset.cpus"), "\n").unwrap();
         std::fs::write(child.join("cpuset.mems"), "1\n").unwrap();
         inherit_cpuset(&child, root.path()).unwrap();
-        assert_eq!(std::fs::read_to_string(child.join("cpuset.cpus")).unwrap(), "0-1");
-        assert_eq!(std::fs::read_to_string(child.join("cpuset.mems")).unwrap(), "1\n");
+        assert_eq!(
+            std::fs::read_to_string(child.join("cpuset.cpus")).unwrap(),
+            "0-1"
+        );
+        assert_eq!(
+            std::fs::read_to_string(child.join("cpuset.mems")).unwrap(),
+            "1\n"
+        );
     }
 
     #[test]

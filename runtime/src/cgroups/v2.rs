@@ -13,7 +13,11 @@ const SUBTREE_CONTROL: &str = "cgroup.subtree_control";
 /// Creates `mount/rel`. With `delegate_all` (a pure v2 host) every controller the root offers is
 /// enabled down to the new cgroup, best effort: a level holding processes refuses delegation
 /// (the "no internal processes" rule) and later writes then report the missing files.
-pub(crate) fn create(mount: &Path, rel: &Path, delegate_all: bool) -> Result<Vec<PathBuf>, CgroupError> {
+pub(crate) fn create(
+    mount: &Path,
+    rel: &Path,
+    delegate_all: bool,
+) -> Result<Vec<PathBuf>, CgroupError> {
     let created = tree::create_levels(mount, rel)?;
     if delegate_all {
         let available = fsio::read_optional(mount, "cgroup.controllers", "cgroup.controllers")?
@@ -28,13 +32,22 @@ pub(crate) fn create(mount: &Path, rel: &Path, delegate_all: bool) -> Result<Vec
 
 /// Enables `controller` in cgroup.subtree_control of every ancestor of `mount/rel`, so that the
 /// controller's files appear in the container's cgroup.
-pub(crate) fn enable_controller(mount: &Path, rel: &Path, controller: &str) -> Result<(), CgroupError> {
+pub(crate) fn enable_controller(
+    mount: &Path,
+    rel: &Path,
+    controller: &str,
+) -> Result<(), CgroupError> {
     let mut dir = mount.to_path_buf();
     let levels: Vec<_> = rel.components().collect();
     for (index, part) in levels.iter().enumerate() {
         let enabled = fsio::read(&dir, SUBTREE_CONTROL, SUBTREE_CONTROL)?;
         if !enabled.split_whitespace().any(|c| c == controller) {
-            fsio::append(&dir, SUBTREE_CONTROL, &format!("+{controller}"), SUBTREE_CONTROL)?;
+            fsio::append(
+                &dir,
+                SUBTREE_CONTROL,
+                &format!("+{controller}"),
+                SUBTREE_CONTROL,
+            )?;
         }
         if index + 1 < levels.len() {
             dir.push(part);
@@ -45,8 +58,8 @@ pub(crate) fn enable_controller(mount: &Path, rel: &Path, controller: &str) -> R
 
 /// True when the cgroup2 hierarchy at `mount` offers `controller` at its root.
 pub(crate) fn offers_controller(mount: &Path, controller: &str) -> Result<bool, CgroupError> {
-    let available = fsio::read_optional(mount, "cgroup.controllers", "cgroup.controllers")?
-        .unwrap_or_default();
+    let available =
+        fsio::read_optional(mount, "cgroup.controllers", "cgroup.controllers")?.unwrap_or_default();
     Ok(available.split_whitespace().any(|c| c == controller))
 }
 
@@ -108,7 +121,10 @@ mod tests {
         std::fs::write(dir.path().join("cgroup.freeze"), "0").unwrap();
         std::fs::write(dir.path().join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
         freeze(dir.path()).unwrap();
-        assert_eq!(std::fs::read_to_string(dir.path().join("cgroup.freeze")).unwrap(), "1");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("cgroup.freeze")).unwrap(),
+            "1"
+        );
         assert!(is_frozen(dir.path()).unwrap());
     }
 }

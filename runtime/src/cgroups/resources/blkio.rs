@@ -17,12 +17,16 @@ fn field(name: &str) -> String {
 
 /// The first of `files` that exists in `dir`, or an error naming `name` and all candidates.
 fn first_existing<'a>(dir: &Path, files: &[&'a str], name: &str) -> Result<&'a str, CgroupError> {
-    files.iter().copied().find(|f| fsio::exists(dir, f)).ok_or_else(|| {
-        CgroupError::unsupported(
-            field(name),
-            format!("none of {} exists in {}", files.join(", "), dir.display()),
-        )
-    })
+    files
+        .iter()
+        .copied()
+        .find(|f| fsio::exists(dir, f))
+        .ok_or_else(|| {
+            CgroupError::unsupported(
+                field(name),
+                format!("none of {} exists in {}", files.join(", "), dir.display()),
+            )
+        })
 }
 
 /// v1 blkio weights (10..=1000) mapped linearly onto v2 io.weight (1..=10000).
@@ -51,7 +55,11 @@ fn apply_v1(dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
         let id = format!("{}:{}", device.major(), device.minor());
         if let Some(weight) = device.weight().filter(|w| *w != 0) {
             let name = format!("weightDevice[{index}].weight");
-            let file = first_existing(dir, &["blkio.weight_device", "blkio.bfq.weight_device"], &name)?;
+            let file = first_existing(
+                dir,
+                &["blkio.weight_device", "blkio.bfq.weight_device"],
+                &name,
+            )?;
             fsio::write(dir, file, &format!("{id} {weight}"), &field(&name))?;
         }
         if let Some(leaf) = device.leaf_weight().filter(|w| *w != 0) {
@@ -76,10 +84,26 @@ fn list(l: &Option<Vec<LinuxThrottleDevice>>) -> &[LinuxThrottleDevice] {
 /// (OCI field name, v1 file, devices) for the four throttle lists.
 fn throttles(b: &LinuxBlockIo) -> [(&'static str, &'static str, &[LinuxThrottleDevice]); 4] {
     [
-        ("throttleReadBpsDevice", "blkio.throttle.read_bps_device", list(b.throttle_read_bps_device())),
-        ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device", list(b.throttle_write_bps_device())),
-        ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device", list(b.throttle_read_iops_device())),
-        ("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device", list(b.throttle_write_iops_device())),
+        (
+            "throttleReadBpsDevice",
+            "blkio.throttle.read_bps_device",
+            list(b.throttle_read_bps_device()),
+        ),
+        (
+            "throttleWriteBpsDevice",
+            "blkio.throttle.write_bps_device",
+            list(b.throttle_write_bps_device()),
+        ),
+        (
+            "throttleReadIOPSDevice",
+            "blkio.throttle.read_iops_device",
+            list(b.throttle_read_iops_device()),
+        ),
+        (
+            "throttleWriteIOPSDevice",
+            "blkio.throttle.write_iops_device",
+            list(b.throttle_write_iops_device()),
+        ),
     ]
 }
 
@@ -105,17 +129,30 @@ fn apply_v2(dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
     };
     if let Some(weight) = b.weight().filter(|w| *w != 0) {
         let file = weight_file()?;
-        fsio::write(dir, file, &format!("default {}", scaled(file, weight)), &field("weight"))?;
+        fsio::write(
+            dir,
+            file,
+            &format!("default {}", scaled(file, weight)),
+            &field("weight"),
+        )?;
     }
     if b.leaf_weight().is_some_and(|w| w != 0) {
-        return Err(CgroupError::unsupported(field("leafWeight"), "cgroup v2 has no leaf weights"));
+        return Err(CgroupError::unsupported(
+            field("leafWeight"),
+            "cgroup v2 has no leaf weights",
+        ));
     }
     for (index, device) in b.weight_device().iter().flatten().enumerate() {
         let id = format!("{}:{}", device.major(), device.minor());
         if let Some(weight) = device.weight().filter(|w| *w != 0) {
             let name = format!("weightDevice[{index}].weight");
             let file = weight_file()?;
-            fsio::write(dir, file, &format!("{id} {}", scaled(file, weight)), &field(&name))?;
+            fsio::write(
+                dir,
+                file,
+                &format!("{id} {}", scaled(file, weight)),
+                &field(&name),
+            )?;
         }
         if device.leaf_weight().is_some_and(|w| w != 0) {
             return Err(CgroupError::unsupported(
@@ -126,7 +163,11 @@ fn apply_v2(dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
     }
     for (name, v1_file, devices) in throttles(b) {
         for (index, d) in devices.iter().enumerate() {
-            let rate = if d.rate() == 0 { "max".to_string() } else { d.rate().to_string() };
+            let rate = if d.rate() == 0 {
+                "max".to_string()
+            } else {
+                d.rate().to_string()
+            };
             let line = format!("{}:{} {}={rate}", d.major(), d.minor(), io_max_key(v1_file));
             fsio::write(dir, "io.max", &line, &field(&format!("{name}[{index}]")))?;
         }
@@ -150,9 +191,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let b: LinuxBlockIo = serde_json::from_str(r#"{"weight": 300}"#).unwrap();
         let msg = apply_v1(dir.path(), &b).unwrap_err().to_string();
-        assert!(msg.starts_with("linux.resources.blockIO.weight: none of blkio.weight, blkio.bfq.weight"), "{msg}");
+        assert!(
+            msg.starts_with(
+                "linux.resources.blockIO.weight: none of blkio.weight, blkio.bfq.weight"
+            ),
+            "{msg}"
+        );
         std::fs::write(dir.path().join("blkio.bfq.weight"), "100").unwrap();
         apply_v1(dir.path(), &b).unwrap();
-        assert_eq!(std::fs::read_to_string(dir.path().join("blkio.bfq.weight")).unwrap(), "300");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("blkio.bfq.weight")).unwrap(),
+            "300"
+        );
     }
 }

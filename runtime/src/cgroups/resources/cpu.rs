@@ -51,10 +51,19 @@ fn apply_v1(t: &Target, cpu: &LinuxCpu) -> Result<(), CgroupError> {
     }
     // The period bounds the quota, so set it first.
     if let Some(period) = cpu.period().filter(|p| *p != 0) {
-        fsio::write(dir, "cpu.cfs_period_us", &period.to_string(), &field("period"))?;
+        fsio::write(
+            dir,
+            "cpu.cfs_period_us",
+            &period.to_string(),
+            &field("period"),
+        )?;
     }
     if let Some(quota) = cpu.quota().filter(|q| *q != 0) {
-        let value = if quota < 0 { "-1".to_string() } else { quota.to_string() };
+        let value = if quota < 0 {
+            "-1".to_string()
+        } else {
+            quota.to_string()
+        };
         fsio::write(dir, "cpu.cfs_quota_us", &value, &field("quota"))?;
     }
     if let Some(burst) = cpu.burst() {
@@ -62,10 +71,20 @@ fn apply_v1(t: &Target, cpu: &LinuxCpu) -> Result<(), CgroupError> {
     }
     // Same for the realtime period and its runtime.
     if let Some(period) = cpu.realtime_period().filter(|p| *p != 0) {
-        fsio::write(dir, "cpu.rt_period_us", &period.to_string(), &field("realtimePeriod"))?;
+        fsio::write(
+            dir,
+            "cpu.rt_period_us",
+            &period.to_string(),
+            &field("realtimePeriod"),
+        )?;
     }
     if let Some(runtime) = cpu.realtime_runtime().filter(|r| *r != 0) {
-        fsio::write(dir, "cpu.rt_runtime_us", &runtime.to_string(), &field("realtimeRuntime"))?;
+        fsio::write(
+            dir,
+            "cpu.rt_runtime_us",
+            &runtime.to_string(),
+            &field("realtimeRuntime"),
+        )?;
     }
     if let Some(idle) = cpu.idle() {
         fsio::write(dir, "cpu.idle", &idle.to_string(), &field("idle"))?;
@@ -80,7 +99,11 @@ fn apply_v2(t: &Target, cpu: &LinuxCpu) -> Result<(), CgroupError> {
         fsio::write(dir, "cpu.weight", &weight, &field("shares"))?;
     }
     if cpu.quota().is_some() || cpu.period().is_some() {
-        let name = if cpu.quota().is_some() { field("quota") } else { field("period") };
+        let name = if cpu.quota().is_some() {
+            field("quota")
+        } else {
+            field("period")
+        };
         // cpu.max holds "quota period"; keep the half the config does not set.
         let current = fsio::read(dir, "cpu.max", &name)?;
         let mut parts = current.split_whitespace();

@@ -33,12 +33,20 @@ impl DeviceRule {
                 access.push(c);
             }
         }
-        format!("{} {}:{} {access}", self.kind, number(self.major), number(self.minor))
+        format!(
+            "{} {}:{} {access}",
+            self.kind,
+            number(self.major),
+            number(self.minor)
+        )
     }
 }
 
 /// Validates `rule` (index `index` in linux.resources.devices).
-pub(crate) fn parse_rule(index: usize, rule: &LinuxDeviceCgroup) -> Result<Option<DeviceRule>, CgroupError> {
+pub(crate) fn parse_rule(
+    index: usize,
+    rule: &LinuxDeviceCgroup,
+) -> Result<Option<DeviceRule>, CgroupError> {
     let field = |name: &str| format!("linux.resources.devices[{index}].{name}");
     let kind = match rule.typ().unwrap_or(LinuxDeviceType::A) {
         LinuxDeviceType::A => 'a',
@@ -65,7 +73,13 @@ pub(crate) fn parse_rule(index: usize, rule: &LinuxDeviceCgroup) -> Result<Optio
             'r' => ACCESS_READ,
             'w' => ACCESS_WRITE,
             'm' => ACCESS_MKNOD,
-            _ => return Err(CgroupError::invalid(field("access"), access_text, "only r, w and m are allowed")),
+            _ => {
+                return Err(CgroupError::invalid(
+                    field("access"),
+                    access_text,
+                    "only r, w and m are allowed",
+                ))
+            }
         };
     }
     if access == 0 {
@@ -93,7 +107,11 @@ pub(super) fn apply(c: &dyn Controllers, rules: &[LinuxDeviceCgroup]) -> Result<
             // Start from nothing, then replay the rules in order (later rules refine earlier).
             fsio::append(&t.dir, "devices.deny", "a", "linux.resources.devices")?;
             for (index, rule) in parsed {
-                let file = if rule.allow { "devices.allow" } else { "devices.deny" };
+                let file = if rule.allow {
+                    "devices.allow"
+                } else {
+                    "devices.deny"
+                };
                 let field = format!("linux.resources.devices[{index}]");
                 fsio::append(&t.dir, file, &rule.v1_line(), &field)?;
             }
@@ -123,21 +141,34 @@ mod tests {
 
     #[test]
     fn rules_become_v1_lines() {
-        let r = parse_rule(0, &rule(r#"{"allow":true,"type":"c","major":1,"minor":3,"access":"rwm"}"#))
-            .unwrap()
-            .unwrap();
+        let r = parse_rule(
+            0,
+            &rule(r#"{"allow":true,"type":"c","major":1,"minor":3,"access":"rwm"}"#),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(r.v1_line(), "c 1:3 rwm");
-        let r = parse_rule(0, &rule(r#"{"allow":false,"access":"rw"}"#)).unwrap().unwrap();
-        assert_eq!(r.v1_line(), "a *:* rw");
-        let r = parse_rule(0, &rule(r#"{"allow":true,"type":"b","major":8,"minor":-1,"access":"m"}"#))
+        let r = parse_rule(0, &rule(r#"{"allow":false,"access":"rw"}"#))
             .unwrap()
             .unwrap();
+        assert_eq!(r.v1_line(), "a *:* rw");
+        let r = parse_rule(
+            0,
+            &rule(r#"{"allow":true,"type":"b","major":8,"minor":-1,"access":"m"}"#),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(r.v1_line(), "b 8:* m");
     }
 
     #[test]
     fn bad_access_names_the_rule() {
-        let msg = parse_rule(4, &rule(r#"{"allow":true,"access":"rwx"}"#)).unwrap_err().to_string();
-        assert!(msg.starts_with("linux.resources.devices[4].access"), "{msg}");
+        let msg = parse_rule(4, &rule(r#"{"allow":true,"access":"rwx"}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("linux.resources.devices[4].access"),
+            "{msg}"
+        );
     }
 }

@@ -77,9 +77,8 @@ pub(crate) fn assemble(rules: &[DeviceRule]) -> Vec<Insn> {
         insn(LDX_MEM_W, R_MAJOR, R_CTX, 4, 0),
         insn(LDX_MEM_W, R_MINOR, R_CTX, 8, 0),
     ];
-    const ALL: u32 = super::devices::ACCESS_MKNOD
-        | super::devices::ACCESS_READ
-        | super::devices::ACCESS_WRITE;
+    const ALL: u32 =
+        super::devices::ACCESS_MKNOD | super::devices::ACCESS_READ | super::devices::ACCESS_WRITE;
     for rule in rules.iter().rev() {
         // Each test jumps to the end of this rule's block when the rule does not match; the
         // offsets are patched once the block length is known.
@@ -104,7 +103,13 @@ pub(crate) fn assemble(rules: &[DeviceRule]) -> Vec<Insn> {
             block.push(insn(ALU32_MOV_X, R_SCRATCH, R_ACCESS, 0, 0));
             if rule.allow {
                 // Allow only if every requested bit is in the rule.
-                block.push(insn(ALU32_AND_K, R_SCRATCH, 0, 0, (!rule.access & ALL) as i32));
+                block.push(insn(
+                    ALU32_AND_K,
+                    R_SCRATCH,
+                    0,
+                    0,
+                    (!rule.access & ALL) as i32,
+                ));
                 skip_unless(&mut block, JMP32_JNE_K, R_SCRATCH, 0);
             } else {
                 // Deny if any requested bit is in the rule.
@@ -166,7 +171,8 @@ struct ProgAttachAttr {
 fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
     // SAFETY: attr is a live, properly sized #[repr(C)] bpf_attr prefix; every pointer inside it
     // points at buffers that outlive the call.
-    let ret = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, std::mem::size_of::<T>()) };
+    let ret =
+        unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, std::mem::size_of::<T>()) };
     if ret < 0 {
         Err(std::io::Error::last_os_error())
     } else {
@@ -185,7 +191,11 @@ fn load(prog: &[Insn]) -> Result<OwnedFd, CgroupError> {
         license: license.as_ptr() as u64,
         log_level: level,
         log_size: log.len() as u32,
-        log_buf: if log.is_empty() { 0 } else { log.as_mut_ptr() as u64 },
+        log_buf: if log.is_empty() {
+            0
+        } else {
+            log.as_mut_ptr() as u64
+        },
         prog_name: name,
         ..Default::default()
     };
@@ -193,7 +203,9 @@ fn load(prog: &[Insn]) -> Result<OwnedFd, CgroupError> {
     let first = bpf(BPF_PROG_LOAD, &mut attr_for(&mut no_log, 0));
     let result = match first {
         Ok(fd) => Ok(fd),
-        Err(e) if e.raw_os_error() == Some(libc::EACCES) || e.raw_os_error() == Some(libc::EINVAL) => {
+        Err(e)
+            if e.raw_os_error() == Some(libc::EACCES) || e.raw_os_error() == Some(libc::EINVAL) =>
+        {
             // Load again with the verifier log so the error says why.
             let mut log = vec![0u8; 64 * 1024];
             let second = bpf(BPF_PROG_LOAD, &mut attr_for(&mut log, 1));
@@ -247,7 +259,13 @@ mod tests {
 
     const RWM: u32 = ACCESS_READ | ACCESS_WRITE | ACCESS_MKNOD;
 
-    fn rule(allow: bool, kind: char, major: Option<u32>, minor: Option<u32>, access: u32) -> DeviceRule {
+    fn rule(
+        allow: bool,
+        kind: char,
+        major: Option<u32>,
+        minor: Option<u32>,
+        access: u32,
+    ) -> DeviceRule {
         DeviceRule {
             allow,
             kind,
@@ -284,7 +302,10 @@ mod tests {
     #[test]
     fn a_catch_all_rule_ends_the_program() {
         // Evaluated last-to-first: the final allow-all makes the earlier deny unreachable.
-        let prog = assemble(&[rule(false, 'c', Some(1), Some(3), RWM), rule(true, 'a', None, None, RWM)]);
+        let prog = assemble(&[
+            rule(false, 'c', Some(1), Some(3), RWM),
+            rule(true, 'a', None, None, RWM),
+        ]);
         assert_eq!(prog.len(), 7 + 2);
         assert_eq!(prog[7], insn(ALU64_MOV_K, 0, 0, 0, 1));
     }

@@ -18,14 +18,20 @@ pub(super) fn apply(t: &Target, limits: &[LinuxHugepageLimit]) -> Result<(), Cgr
             ));
         }
         let (file, value) = match t.version {
-            Version::V1 => (format!("hugetlb.{size}.limit_in_bytes"), limit.limit().to_string()),
+            Version::V1 => (
+                format!("hugetlb.{size}.limit_in_bytes"),
+                limit.limit().to_string(),
+            ),
             Version::V2 if limit.limit() < 0 => (format!("hugetlb.{size}.max"), "max".to_string()),
             Version::V2 => (format!("hugetlb.{size}.max"), limit.limit().to_string()),
         };
         if !fsio::exists(&t.dir, &file) {
             return Err(CgroupError::unsupported(
                 format!("{field}.pageSize"),
-                format!("this host has no {size} huge pages ({} is missing)", t.dir.join(&file).display()),
+                format!(
+                    "this host has no {size} huge pages ({} is missing)",
+                    t.dir.join(&file).display()
+                ),
             ));
         }
         fsio::write(&t.dir, &file, &value, &format!("{field}.limit"))?;
@@ -37,7 +43,9 @@ pub(super) fn apply(t: &Target, limits: &[LinuxHugepageLimit]) -> Result<(), Cgr
 fn is_page_size(size: &str) -> bool {
     let digits = size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let unit = &size[digits.len()..];
-    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && ["KB", "MB", "GB"].contains(&unit)
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && ["KB", "MB", "GB"].contains(&unit)
 }
 
 #[cfg(test)]

@@ -33,7 +33,9 @@ pub(super) fn apply(t: &Target, m: &LinuxMemory) -> Result<(), CgroupError> {
 
 /// checkBeforeUpdate: refuse a limit below what the cgroup already uses.
 fn check_usage_below(t: &Target, limit: Option<i64>) -> Result<(), CgroupError> {
-    let Some(limit) = limit.filter(|l| *l >= 0) else { return Ok(()) };
+    let Some(limit) = limit.filter(|l| *l >= 0) else {
+        return Ok(());
+    };
     let usage_file = match t.version {
         Version::V1 => "memory.usage_in_bytes",
         Version::V2 => "memory.current",
@@ -78,7 +80,12 @@ fn apply_v1(t: &Target, m: &LinuxMemory) -> Result<(), CgroupError> {
     }
     if let Some(reservation) = m.reservation() {
         let value = limit_text(reservation, Version::V1);
-        fsio::write(dir, "memory.soft_limit_in_bytes", &value, &field("reservation"))?;
+        fsio::write(
+            dir,
+            "memory.soft_limit_in_bytes",
+            &value,
+            &field("reservation"),
+        )?;
     }
     if let Some(kernel) = m.kernel() {
         write_kernel_memory(t, "memory.kmem.limit_in_bytes", kernel, "kernel")?;
@@ -88,9 +95,18 @@ fn apply_v1(t: &Target, m: &LinuxMemory) -> Result<(), CgroupError> {
     }
     if let Some(swappiness) = m.swappiness() {
         if swappiness > 100 {
-            return Err(CgroupError::invalid(field("swappiness"), swappiness, "must be 0..=100"));
+            return Err(CgroupError::invalid(
+                field("swappiness"),
+                swappiness,
+                "must be 0..=100",
+            ));
         }
-        fsio::write(dir, "memory.swappiness", &swappiness.to_string(), &field("swappiness"))?;
+        fsio::write(
+            dir,
+            "memory.swappiness",
+            &swappiness.to_string(),
+            &field("swappiness"),
+        )?;
     }
     if let Some(disable) = m.disable_oom_killer() {
         let value = if disable { "1" } else { "0" };
@@ -151,7 +167,12 @@ fn apply_v2(t: &Target, m: &LinuxMemory) -> Result<(), CgroupError> {
         fsio::write(dir, "memory.swap.max", &value, &field("swap"))?;
     }
     if let Some(limit) = m.limit() {
-        fsio::write(dir, "memory.max", &limit_text(limit, Version::V2), &field("limit"))?;
+        fsio::write(
+            dir,
+            "memory.max",
+            &limit_text(limit, Version::V2),
+            &field("limit"),
+        )?;
     }
     if let Some(reservation) = m.reservation() {
         let value = limit_text(reservation, Version::V2);

@@ -76,7 +76,10 @@ pub(crate) fn apply(c: &dyn Controllers, r: &LinuxResources) -> Result<(), Cgrou
     }
     if let Some(limits) = r.hugepage_limits() {
         if !limits.is_empty() {
-            hugetlb::apply(&require(c, "hugetlb", "linux.resources.hugepageLimits")?, limits)?;
+            hugetlb::apply(
+                &require(c, "hugetlb", "linux.resources.hugepageLimits")?,
+                limits,
+            )?;
         }
     }
     if let Some(network) = r.network() {

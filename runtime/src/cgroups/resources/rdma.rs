@@ -14,7 +14,11 @@ pub(super) fn apply(t: &Target, rdma: &HashMap<String, LinuxRdma>) -> Result<(),
     for (device, limits) in devices {
         let field = format!("linux.resources.rdma.{device}");
         if device.is_empty() || device.contains(char::is_whitespace) {
-            return Err(CgroupError::invalid(field, device, "not an RDMA device name"));
+            return Err(CgroupError::invalid(
+                field,
+                device,
+                "not an RDMA device name",
+            ));
         }
         let mut line = device.clone();
         if let Some(handles) = limits.hca_handles() {

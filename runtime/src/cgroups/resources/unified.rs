@@ -22,7 +22,11 @@ pub(super) fn apply(c: &dyn Controllers, map: &HashMap<String, String>) -> Resul
         let field = format!("linux.resources.unified.{key}");
         // Keys name files in the container's own cgroup: never a path elsewhere.
         if key.is_empty() || key.contains('/') || key.contains("..") || key.starts_with('.') {
-            return Err(CgroupError::invalid(field, key, "must be a plain cgroup file name"));
+            return Err(CgroupError::invalid(
+                field,
+                key,
+                "must be a plain cgroup file name",
+            ));
         }
         let controller = key.split('.').next().unwrap_or_default();
         if controller != "cgroup" {

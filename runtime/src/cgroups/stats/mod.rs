@@ -144,7 +144,10 @@ fn hugetlb_sizes(dir: &std::path::Path, suffix: &str) -> Vec<String> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            let size = name.strip_prefix("hugetlb.")?.strip_suffix(suffix)?.strip_suffix('.')?;
+            let size = name
+                .strip_prefix("hugetlb.")?
+                .strip_suffix(suffix)?
+                .strip_suffix('.')?;
             (!size.contains('.')).then(|| size.to_string())
         })
         .collect();

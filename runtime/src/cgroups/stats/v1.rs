@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{hugetlb_sizes, BlkioEntry, BlkioStats, CpuStats, CpuUsage, HugetlbStats, MemoryEntry, MemoryStats, PidsStats};
+use super::{
+    hugetlb_sizes, BlkioEntry, BlkioStats, CpuStats, CpuUsage, HugetlbStats, MemoryEntry,
+    MemoryStats, PidsStats,
+};
 use crate::cgroups::error::CgroupError;
 use crate::cgroups::fsio;
 
@@ -33,7 +36,10 @@ const NANOS_PER_USER_HZ_TICK: u64 = 10_000_000;
 pub(super) fn cpuacct(dir: &Path, usage: &mut CpuUsage) -> Result<(), CgroupError> {
     usage.total = number(dir, "cpuacct.usage")?;
     if let Some(text) = fsio::read_optional(dir, "cpuacct.usage_percpu", FIELD)? {
-        usage.percpu = text.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+        usage.percpu = text
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
     }
     // Nanosecond files exist on newer kernels; fall back to the tick counts.
     let user = fsio::read_u64_optional(dir, "cpuacct.usage_user", FIELD)?;
@@ -68,7 +74,9 @@ pub(super) fn memory(dir: &Path, memory: &mut MemoryStats) -> Result<(), CgroupE
     memory.kernel = memory_entry(dir, "memory.kmem")?;
     memory.kernel_tcp = memory_entry(dir, "memory.kmem.tcp")?;
     if let Some(text) = fsio::read_optional(dir, "memory.stat", FIELD)? {
-        memory.raw = fsio::key_values(&text).map(|(k, v)| (k.to_string(), v)).collect();
+        memory.raw = fsio::key_values(&text)
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
     }
     memory.cache = memory
         .raw
@@ -129,7 +137,10 @@ pub(super) fn blkio(dir: &Path, blkio: &mut BlkioStats) -> Result<(), CgroupErro
     Ok(())
 }
 
-pub(super) fn hugetlb(dir: &Path, out: &mut BTreeMap<String, HugetlbStats>) -> Result<(), CgroupError> {
+pub(super) fn hugetlb(
+    dir: &Path,
+    out: &mut BTreeMap<String, HugetlbStats>,
+) -> Result<(), CgroupError> {
     for size in hugetlb_sizes(dir, "usage_in_bytes") {
         let stats = HugetlbStats {
             usage: number(dir, &format!("hugetlb.{size}.usage_in_bytes"))?,
@@ -149,6 +160,14 @@ mod tests {
     fn blkio_lines_skip_total() {
         let entries = blkio_entries("254:0 Read 4096\n254:0 Write 8192\nTotal 12288\n");
         assert_eq!(entries.len(), 2);
-        assert_eq!(entries[1], BlkioEntry { major: 254, minor: 0, op: "Write".into(), value: 8192 });
+        assert_eq!(
+            entries[1],
+            BlkioEntry {
+                major: 254,
+                minor: 0,
+                op: "Write".into(),
+                value: 8192
+            }
+        );
     }
 }

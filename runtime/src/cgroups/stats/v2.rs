@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{hugetlb_sizes, BlkioEntry, BlkioStats, CpuStats, HugetlbStats, MemoryEntry, MemoryStats};
+use super::{
+    hugetlb_sizes, BlkioEntry, BlkioStats, CpuStats, HugetlbStats, MemoryEntry, MemoryStats,
+};
 use crate::cgroups::error::CgroupError;
 use crate::cgroups::fsio;
 
@@ -16,7 +18,9 @@ fn number(dir: &Path, file: &str) -> Result<u64, CgroupError> {
 /// The value of `key` in a flat-keyed file such as memory.events.
 fn keyed(dir: &Path, file: &str, key: &str) -> Result<u64, CgroupError> {
     let text = fsio::read_optional(dir, file, FIELD)?.unwrap_or_default();
-    let value = fsio::key_values(&text).find(|(k, _)| *k == key).map_or(0, |(_, v)| v);
+    let value = fsio::key_values(&text)
+        .find(|(k, _)| *k == key)
+        .map_or(0, |(_, v)| v);
     Ok(value)
 }
 
@@ -50,7 +54,9 @@ pub(super) fn memory(dir: &Path, memory: &mut MemoryStats) -> Result<(), CgroupE
         failcnt: keyed(dir, "memory.swap.events", "max")?,
     };
     if let Some(text) = fsio::read_optional(dir, "memory.stat", FIELD)? {
-        memory.raw = fsio::key_values(&text).map(|(k, v)| (k.to_string(), v)).collect();
+        memory.raw = fsio::key_values(&text)
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
     }
     memory.cache = memory.raw.get("file").copied().unwrap_or(0);
     Ok(())
@@ -61,10 +67,16 @@ pub(super) fn io(dir: &Path, blkio: &mut BlkioStats) -> Result<(), CgroupError> 
     let text = fsio::read_optional(dir, "io.stat", FIELD)?.unwrap_or_default();
     for line in text.lines() {
         let mut parts = line.split_whitespace();
-        let Some((major, minor)) = parts.next().and_then(|d| d.split_once(':')) else { continue };
-        let (Ok(major), Ok(minor)) = (major.parse(), minor.parse()) else { continue };
+        let Some((major, minor)) = parts.next().and_then(|d| d.split_once(':')) else {
+            continue;
+        };
+        let (Ok(major), Ok(minor)) = (major.parse(), minor.parse()) else {
+            continue;
+        };
         for pair in parts {
-            let Some((key, value)) = pair.split_once('=') else { continue };
+            let Some((key, value)) = pair.split_once('=') else {
+                continue;
+            };
             let Ok(value) = value.parse() else { continue };
             let (list, op) = match key {
                 "rbytes" => (&mut blkio.io_service_bytes_recursive, "Read"),
@@ -73,13 +85,21 @@ pub(super) fn io(dir: &Path, blkio: &mut BlkioStats) -> Result<(), CgroupError> 
                 "wios" => (&mut blkio.io_serviced_recursive, "Write"),
                 _ => continue,
             };
-            list.push(BlkioEntry { major, minor, op: op.to_string(), value });
+            list.push(BlkioEntry {
+                major,
+                minor,
+                op: op.to_string(),
+                value,
+            });
         }
     }
     Ok(())
 }
 
-pub(super) fn hugetlb(dir: &Path, out: &mut BTreeMap<String, HugetlbStats>) -> Result<(), CgroupError> {
+pub(super) fn hugetlb(
+    dir: &Path,
+    out: &mut BTreeMap<String, HugetlbStats>,
+) -> Result<(), CgroupError> {
     for size in hugetlb_sizes(dir, "current") {
         let stats = HugetlbStats {
             usage: number(dir, &format!("hugetlb.{size}.current"))?,
