@@ -21,7 +21,21 @@ fn limit_text(value: i64, version: Version) -> String {
     }
 }
 
+/// A byte count of 0 means "not set", as runc reads these fields: clients send 0 for limits the
+/// user never gave, and writing it would ask for a zero-byte limit.
+fn zero_as_unset(m: &LinuxMemory) -> LinuxMemory {
+    let set = |v: Option<i64>| v.filter(|v| *v != 0);
+    let mut m = *m;
+    m.set_limit(set(m.limit()));
+    m.set_swap(set(m.swap()));
+    m.set_reservation(set(m.reservation()));
+    m.set_kernel(set(m.kernel()));
+    m.set_kernel_tcp(set(m.kernel_tcp()));
+    m
+}
+
 pub(super) fn apply(t: &Target, m: &LinuxMemory) -> Result<(), CgroupError> {
+    let m = &zero_as_unset(m);
     if m.check_before_update() == Some(true) {
         check_usage_below(t, m.limit())?;
     }
@@ -205,4 +219,24 @@ fn apply_v2(t: &Target, m: &LinuxMemory) -> Result<(), CgroupError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_byte_counts_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        // No memory files at all: any write would fail with "No such file or directory".
+        let m: LinuxMemory =
+            serde_json::from_str(r#"{"limit": 0, "swap": 0, "reservation": 0}"#).unwrap();
+        let t = Target {
+            dir: dir.path().to_path_buf(),
+            version: Version::V1,
+        };
+        apply(&t, &m).unwrap();
+        let m: LinuxMemory = serde_json::from_str(r#"{"limit": 4096}"#).unwrap();
+        assert!(apply(&t, &m).unwrap_err().is_not_found());
+    }
 }
