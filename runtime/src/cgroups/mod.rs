@@ -1,26 +1,30 @@
-//! TEMPORARY compile stub; replaced by the cgroups branch.
-use std::path::{Path, PathBuf};
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct CgroupError(pub String);
-#[derive(Debug, Clone, Copy)]
-pub enum Layout { V1, V2, Hybrid }
-pub fn detect_layout() -> Result<Layout, CgroupError> { Ok(Layout::Hybrid) }
-#[derive(Debug, Clone)]
-pub struct CgroupManager { path: PathBuf }
-#[derive(Debug, Clone, serde::Serialize, Default)]
-pub struct Stats {}
-impl CgroupManager {
-    pub fn new(_l: Layout, path: Option<&Path>, id: &str) -> Result<Self, CgroupError> { Ok(Self{ path: path.map(|p| p.to_path_buf()).unwrap_or_else(|| PathBuf::from(format!("/runvm/{id}")))}) }
-    pub fn create(&self) -> Result<(), CgroupError> { Ok(()) }
-    pub fn apply(&self, _r: &oci_spec::runtime::LinuxResources) -> Result<(), CgroupError> { Ok(()) }
-    pub fn add_task(&self, _pid: i32) -> Result<(), CgroupError> { Ok(()) }
-    pub fn freeze(&self) -> Result<(), CgroupError> { Ok(()) }
-    pub fn thaw(&self) -> Result<(), CgroupError> { Ok(()) }
-    pub fn is_frozen(&self) -> Result<bool, CgroupError> { Ok(false) }
-    pub fn pids(&self) -> Result<Vec<i32>, CgroupError> { Ok(vec![]) }
-    pub fn stats(&self) -> Result<Stats, CgroupError> { Ok(Stats{}) }
-    pub fn remove(&self) -> Result<(), CgroupError> { Ok(()) }
-    pub fn mount_sources(&self) -> Vec<crate::rootfs::CgroupMountSource> { vec![] }
-    pub fn hierarchy_paths(&self) -> Vec<PathBuf> { vec![self.path.clone()] }
-}
+//! cgroup managers for v1, v2 and the hybrid layout.
+//!
+//! [`detect_layout`] tells the layouts apart; [`CgroupManager`] places one container's cgroup in
+//! every hierarchy of that layout, writes `linux.resources` to whichever hierarchy owns each
+//! controller, and removes only the directories it created.
+
+mod cgroup_path;
+mod error;
+mod fsio;
+mod hierarchy;
+mod layout;
+mod manager;
+mod resources;
+mod stats;
+mod tree;
+mod v1;
+mod v2;
+
+#[cfg(test)]
+mod tests_fake;
+#[cfg(test)]
+mod tests_host;
+
+pub use error::CgroupError;
+pub use layout::{detect_layout, detect_layout_at, Layout, CGROUP_ROOT};
+pub use manager::{CgroupManager, CgroupMountSource};
+pub use stats::{
+    BlkioEntry, BlkioStats, CpuStats, CpuUsage, HugetlbStats, MemoryEntry, MemoryStats, PidsStats,
+    Stats, Throttling,
+};

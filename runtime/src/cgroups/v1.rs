@@ -1,0 +1,114 @@
+//! cgroup v1 specifics: creating cpuset cgroups that can hold tasks, and the freezer.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::CgroupError;
+use super::fsio;
+use super::tree;
+
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Creates `mount/rel`. In the cpuset hierarchy a new cgroup starts with empty cpuset.cpus and
+/// cpuset.mems, which makes adding tasks fail with ENOSPC, so each level we create inherits its
+/// parent's values.
+pub(crate) fn create(
+    mount: &Path,
+    rel: &Path,
+    is_cpuset: bool,
+) -> Result<Vec<PathBuf>, CgroupError> {
+    let created = tree::create_levels(mount, rel)?;
+    if is_cpuset {
+        for dir in &created {
+            inherit_cpuset(dir, dir.parent().unwrap_or(mount))?;
+        }
+    }
+    Ok(created)
+}
+
+/// Copies cpuset.cpus / cpuset.mems from `parent` into `dir` where `dir`'s are empty.
+fn inherit_cpuset(dir: &Path, parent: &Path) -> Result<(), CgroupError> {
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let field = "cgroup creation (cpuset inheritance)";
+        // No file: nothing that could block adding tasks.
+        let Some(own) = fsio::read_optional(dir, file, field)? else {
+            continue;
+        };
+        if own.trim().is_empty() {
+            let inherited = fsio::read(parent, file, field)?;
+            fsio::write(dir, file, inherited.trim(), field)?;
+        }
+    }
+    Ok(())
+}
+
+/// Freezes every task of the freezer cgroup `dir` and waits until the kernel reports FROZEN.
+pub(crate) fn freeze(dir: &Path) -> Result<(), CgroupError> {
+    set_freezer_state(dir, "FROZEN")
+}
+
+/// Thaws the freezer cgroup `dir`.
+pub(crate) fn thaw(dir: &Path) -> Result<(), CgroupError> {
+    set_freezer_state(dir, "THAWED")
+}
+
+pub(crate) fn is_frozen(dir: &Path) -> Result<bool, CgroupError> {
+    Ok(fsio::read(dir, "freezer.state", "freezer.state")?.trim() == "FROZEN")
+}
+
+fn set_freezer_state(dir: &Path, state: &str) -> Result<(), CgroupError> {
+    let field = "freezer.state";
+    // Writing FROZEN again nudges tasks that were forking while the freeze started (the state
+    // stays FREEZING until every task has stopped).
+    let reached = tree::wait_until(FREEZE_TIMEOUT, || {
+        fsio::write(dir, field, state, field)?;
+        Ok(fsio::read(dir, field, field)?.trim() == state)
+    })?;
+    if reached {
+        return Ok(());
+    }
+    if state == "FROZEN" {
+        // Leave the container running rather than half frozen.
+        let _ = fsio::write(dir, field, "THAWED", field);
+    }
+    Err(CgroupError::Timeout {
+        what: format!("setting {field} to {state}"),
+        path: dir.join(field),
+        millis: FREEZE_TIMEOUT.as_millis() as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_cpuset_files_inherit_from_parent_and_set_ones_stay() {
+        let root = tempfile::tempdir().unwrap();
+        let child = root.path().join("c");
+        std::fs::create_dir(&child).unwrap();
+        std::fs::write(root.path().join("cpuset.cpus"), "0-1\n").unwrap();
+        std::fs::write(root.path().join("cpuset.mems"), "0\n").unwrap();
+        std::fs::write(child.join("cpuset.cpus"), "\n").unwrap();
+        std::fs::write(child.join("cpuset.mems"), "1\n").unwrap();
+        inherit_cpuset(&child, root.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(child.join("cpuset.cpus")).unwrap(),
+            "0-1"
+        );
+        assert_eq!(
+            std::fs::read_to_string(child.join("cpuset.mems")).unwrap(),
+            "1\n"
+        );
+    }
+
+    #[test]
+    fn freezer_state_round_trip_on_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("freezer.state"), "THAWED\n").unwrap();
+        freeze(dir.path()).unwrap();
+        assert!(is_frozen(dir.path()).unwrap());
+        thaw(dir.path()).unwrap();
+        assert!(!is_frozen(dir.path()).unwrap());
+    }
+}
