@@ -66,8 +66,11 @@ pub struct ContainerState {
     pub created: String,
     /// The owner's uid (the user who ran `create`).
     pub owner: u32,
-    /// The container's cgroup path relative to each hierarchy root.
+    /// linux.cgroupsPath as configured ("" when unset).
     pub cgroup_path: PathBuf,
+    /// The runtime's record of the cgroup it made (opaque to this crate).
+    #[serde(default)]
+    pub cgroup: serde_json::Value,
     #[serde(default)]
     pub hooks: HookSet,
 }
@@ -143,6 +146,7 @@ mod tests {
             created: "2026-11-22T00:00:00Z".into(),
             owner: 0,
             cgroup_path: "/runvm/c1".into(),
+            cgroup: serde_json::json!({"layout": "v2"}),
             hooks: HookSet::default(),
         }
     }

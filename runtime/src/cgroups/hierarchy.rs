@@ -29,7 +29,7 @@ const V1_CONTROLLERS: &[&str] = &[
 ];
 
 /// What a hierarchy is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum HierarchyKind {
     /// A v1 hierarchy with these controllers (e.g. ["cpu", "cpuacct"]).
     V1 { controllers: Vec<String> },
@@ -40,7 +40,7 @@ pub(crate) enum HierarchyKind {
 }
 
 /// One mounted hierarchy.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Hierarchy {
     pub kind: HierarchyKind,
     /// Directory name under the cgroup root ("" for the V2 root itself).

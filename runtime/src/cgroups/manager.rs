@@ -29,13 +29,21 @@ pub struct CgroupMountSource {
 }
 
 /// One hierarchy and the container's place in it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Placement {
     hierarchy: Hierarchy,
     /// The container's cgroup relative to the hierarchy's mount.
     rel: PathBuf,
     /// `mount/rel`.
     dir: PathBuf,
+}
+
+/// A manager's placement, kept in state.json between commands.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SavedCgroup {
+    layout: Layout,
+    placements: Vec<Placement>,
+    created: Vec<PathBuf>,
 }
 
 /// Creates, configures, inspects and removes one container's cgroup in every hierarchy.
@@ -92,6 +100,26 @@ impl CgroupManager {
             placements,
             created: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// What a later command needs to manage this cgroup again: where it is in every hierarchy
+    /// (a relative cgroupsPath resolves against the cgroup of the process that created it) and
+    /// which directories `create` made.
+    pub fn save(&self) -> SavedCgroup {
+        SavedCgroup {
+            layout: self.layout,
+            placements: self.placements.clone(),
+            created: self.created_dirs(),
+        }
+    }
+
+    /// Rebuilds the manager saved by [`CgroupManager::save`].
+    pub fn restore(saved: SavedCgroup) -> Self {
+        CgroupManager {
+            layout: saved.layout,
+            placements: saved.placements,
+            created: Arc::new(Mutex::new(Some(saved.created))),
+        }
     }
 
     /// Tells a manager built in a later process which directories `create` made (as saved from

@@ -23,7 +23,7 @@ mod tests_host;
 
 pub use error::CgroupError;
 pub use layout::{detect_layout, detect_layout_at, Layout, CGROUP_ROOT};
-pub use manager::{CgroupManager, CgroupMountSource};
+pub use manager::{CgroupManager, CgroupMountSource, SavedCgroup};
 pub use stats::{
     BlkioEntry, BlkioStats, CpuStats, CpuUsage, HugetlbStats, MemoryEntry, MemoryStats, PidsStats,
     Stats, Throttling,

@@ -70,9 +70,11 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, Error> {
     };
     cgroup.create()?;
     undo.cgroup = Some(cgroup.clone());
-    if let Some(resources) = linux.and_then(|l| l.resources().as_ref()) {
-        cgroup.apply(resources)?;
-    }
+    let resources = super::devices::with_default_devices(
+        &bundle.spec,
+        linux.and_then(|l| l.resources().as_ref()),
+    );
+    cgroup.apply(&resources)?;
 
     let dir = undo.dir.as_ref().ok_or_else(|| Error::Setup("state dir lost".into()))?;
     let init = launch(&LaunchRequest {
@@ -101,6 +103,8 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, Error> {
         cgroup_path: linux
             .and_then(|l| l.cgroups_path().clone())
             .unwrap_or_default(),
+        cgroup: serde_json::to_value(cgroup.save())
+            .map_err(|e| Error::Setup(format!("recording the cgroup: {e}")))?,
         hooks: HookSet {
             poststart: hooks.and_then(|h| h.poststart().clone()).unwrap_or_default(),
             poststop: hooks.and_then(|h| h.poststop().clone()).unwrap_or_default(),

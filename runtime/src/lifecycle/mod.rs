@@ -3,6 +3,7 @@
 
 mod create;
 mod delete;
+mod devices;
 mod error;
 mod kill;
 mod start;
@@ -15,12 +16,13 @@ pub use kill::{kill, parse_signal};
 pub use start::start;
 pub use state::{container_state, list, Listed};
 
-use crate::cgroups::{self, CgroupManager};
+use crate::cgroups::{CgroupManager, SavedCgroup};
 use runvm_oci::ContainerState;
 
 /// The cgroup manager of an existing container, rebuilt from its state.
 pub(crate) fn cgroup_of(state: &ContainerState) -> Result<CgroupManager, Error> {
-    let layout = cgroups::detect_layout()?;
-    let configured = Some(state.cgroup_path.as_path()).filter(|p| !p.as_os_str().is_empty());
-    Ok(CgroupManager::new(layout, configured, &state.id)?)
+    let saved: SavedCgroup = serde_json::from_value(state.cgroup.clone()).map_err(|e| {
+        Error::Setup(format!("state of {}: cgroup record: {e}", state.id))
+    })?;
+    Ok(CgroupManager::restore(saved))
 }

@@ -109,6 +109,7 @@ fn setup(plan: &mut InitPlan, chan: &Channel) -> Result<(), String> {
     let rootfs_plan = RootfsPlan {
         spec,
         rootfs: plan.rootfs,
+        bundle: plan.bundle,
         in_new_userns: plan.ns.new_user,
         cgroup_ns: plan.ns.new_cgroup,
         cgroup_sources: std::mem::take(&mut plan.cgroup_sources),

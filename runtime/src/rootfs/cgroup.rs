@@ -80,7 +80,7 @@ fn mount_hierarchy(
         mount(
             Some("cgroup"),
             &fd_path(&target),
-            Some(source.fstype),
+            Some(source.fstype.as_str()),
             flags,
             data,
         )

@@ -27,22 +27,10 @@ pub use error::{Failure, RootfsError};
 use nix::mount::MsFlags;
 use oci_spec::runtime::Spec;
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// One cgroup hierarchy the container should see under its "cgroup" mount.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CgroupMountSource {
-    /// Directory name under the mount: "memory", "cpu,cpuacct", "systemd", "unified".
-    pub name: String,
-    /// The container's own cgroup directory in this hierarchy on the host (bound when there is
-    /// no cgroup namespace).
-    pub host_path: PathBuf,
-    /// "cgroup" (v1) or "cgroup2".
-    pub fstype: &'static str,
-    /// Mount data for a fresh mount: the v1 controllers ("cpu,cpuacct", "name=systemd"), or
-    /// empty for cgroup2.
-    pub options: String,
-}
+/// The cgroups module describes each hierarchy the container sees under its "cgroup" mount.
+pub use crate::cgroups::CgroupMountSource;
 
 /// Everything [`prepare`] needs.
 pub struct RootfsPlan<'a> {
