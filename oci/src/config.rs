@@ -91,7 +91,10 @@ mod tests {
     fn loads_a_minimal_bundle() {
         let dir = write_bundle(MINIMAL);
         let bundle = load_bundle(dir.path()).unwrap();
-        assert_eq!(bundle.rootfs, fs::canonicalize(dir.path().join("rootfs")).unwrap());
+        assert_eq!(
+            bundle.rootfs,
+            fs::canonicalize(dir.path().join("rootfs")).unwrap()
+        );
     }
 
     #[test]

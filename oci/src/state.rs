@@ -166,7 +166,10 @@ mod tests {
         let path = dir.path().join("state.json");
         fs::write(&path, r#"{"ociVersion":"1","id":"c","status":"weird"}"#).unwrap();
         let err = ContainerState::load(&path).unwrap_err().to_string();
-        assert!(err.contains("state.json") && err.contains("status"), "{err}");
+        assert!(
+            err.contains("state.json") && err.contains("status"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -28,7 +28,10 @@ fn validate_version(version: &str) -> Result<(), OciError> {
         .filter(|m| !m.is_empty())
         .and_then(|m| m.parse::<u64>().ok())
         .ok_or_else(|| {
-            OciError::invalid("ociVersion", format!("{version:?} is not a semantic version"))
+            OciError::invalid(
+                "ociVersion",
+                format!("{version:?} is not a semantic version"),
+            )
         })?;
     if major != SUPPORTED_OCI_MAJOR {
         return Err(OciError::invalid(
@@ -44,7 +47,10 @@ fn validate_process(spec: &Spec) -> Result<(), OciError> {
         return Ok(());
     };
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(OciError::invalid("process.args", "must name a program to run"));
+        return Err(OciError::invalid(
+            "process.args",
+            "must name a program to run",
+        ));
     }
     if !process.cwd().is_absolute() {
         return Err(OciError::invalid(
@@ -121,7 +127,10 @@ fn validate_namespaces(spec: &Spec) -> Result<(), OciError> {
         ));
     }
     if let Some(l) = linux {
-        for (field, maps) in [("uidMappings", l.uid_mappings()), ("gidMappings", l.gid_mappings())] {
+        for (field, maps) in [
+            ("uidMappings", l.uid_mappings()),
+            ("gidMappings", l.gid_mappings()),
+        ] {
             for (i, m) in maps.iter().flatten().enumerate() {
                 if m.size() == 0 {
                     return Err(OciError::invalid(
@@ -164,7 +173,13 @@ fn validate_namespaces(spec: &Spec) -> Result<(), OciError> {
     }
     if let Some(prop) = linux.and_then(|l| l.rootfs_propagation().as_ref()) {
         const KNOWN: [&str; 8] = [
-            "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable",
+            "private",
+            "rprivate",
+            "slave",
+            "rslave",
+            "shared",
+            "rshared",
+            "unbindable",
             "runbindable",
         ];
         if !prop.is_empty() && !KNOWN.contains(&prop.as_str()) {
@@ -193,7 +208,10 @@ fn validate_hooks(spec: &Spec) -> Result<(), OciError> {
     for (kind, list) in kinds {
         for (i, hook) in list.iter().flatten().enumerate() {
             let field = format!("hooks.{kind}[{i}]");
-            check_hook_path(&field, hook.path())?;
+            // startContainer paths resolve in the container, which does not exist yet: init
+            // checks them after pivot_root.
+            let in_runtime_namespace = kind != "startContainer";
+            check_hook_path(&field, hook.path(), in_runtime_namespace)?;
             if hook.timeout().is_some_and(|t| t <= 0) {
                 return Err(OciError::invalid(
                     format!("{field}.timeout"),
@@ -205,7 +223,7 @@ fn validate_hooks(spec: &Spec) -> Result<(), OciError> {
     Ok(())
 }
 
-fn check_hook_path(field: &str, path: &Path) -> Result<(), OciError> {
+fn check_hook_path(field: &str, path: &Path, must_exist: bool) -> Result<(), OciError> {
     if !path.is_absolute() {
         return Err(OciError::invalid(
             format!("{field}.path"),
@@ -214,7 +232,7 @@ fn check_hook_path(field: &str, path: &Path) -> Result<(), OciError> {
     }
     // Hook paths resolve in the runtime's namespace (also for createContainer and startContainer),
     // so a missing program is known now; failing later would leave a half-built container.
-    if !path.is_file() {
+    if must_exist && !path.is_file() {
         return Err(OciError::invalid(
             format!("{field}.path"),
             format!("{} does not exist or is not a file", path.display()),

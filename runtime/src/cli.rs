@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "runvm", version, about = "An OCI container runtime: containers and KVM sandboxes")]
+#[command(
+    name = "runvm",
+    version,
+    about = "An OCI container runtime: containers and KVM sandboxes"
+)]
 pub struct Cli {
     /// Directory for container state.
     #[arg(long, global = true, default_value = "/run/runvm")]

@@ -106,7 +106,10 @@ fn wait_for_exit(pid: u32, secs: i64) -> bool {
             unsafe { std::os::fd::BorrowedFd::borrow_raw(pidfd.as_raw_fd()) },
             PollFlags::POLLIN,
         )];
-        match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        ) {
             Ok(0) => return false,
             Ok(_) => return true,
             Err(nix::errno::Errno::EINTR) if !left.is_zero() => continue,
@@ -143,22 +146,32 @@ mod tests {
             out.display()
         ));
         run_hooks("prestart", &[h], br#"{"id":"x"}"#).unwrap();
-        assert_eq!(std::fs::read_to_string(out).unwrap(), "{\"id\":\"x\"}bar-\n");
+        assert_eq!(
+            std::fs::read_to_string(out).unwrap(),
+            "{\"id\":\"x\"}bar-\n"
+        );
     }
 
     #[test]
     fn failing_hook_names_kind_and_index() {
         let ok = hook(r#"{"path":"/bin/true"}"#);
         let bad = hook(r#"{"path":"/bin/false"}"#);
-        let err = run_hooks("createRuntime", &[ok, bad], b"{}").unwrap_err().to_string();
-        assert!(err.starts_with("hooks.createRuntime[1] (/bin/false)"), "{err}");
+        let err = run_hooks("createRuntime", &[ok, bad], b"{}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("hooks.createRuntime[1] (/bin/false)"),
+            "{err}"
+        );
     }
 
     #[test]
     fn slow_hook_times_out() {
         let slow = hook(r#"{"path":"/bin/sleep","args":["sleep","5"],"timeout":1}"#);
         let started = std::time::Instant::now();
-        let err = run_hooks("poststart", &[slow], b"{}").unwrap_err().to_string();
+        let err = run_hooks("poststart", &[slow], b"{}")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("timed out"), "{err}");
         assert!(started.elapsed() < std::time::Duration::from_secs(4));
     }

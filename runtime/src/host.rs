@@ -6,7 +6,8 @@ use std::path::Path;
 use oci_spec::runtime::Spec;
 
 fn apparmor_enabled() -> bool {
-    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.trim() == "Y")
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y")
 }
 
 fn selinux_enabled() -> bool {
@@ -15,14 +16,22 @@ fn selinux_enabled() -> bool {
 
 pub fn check(spec: &Spec) -> Result<(), String> {
     if let Some(process) = spec.process() {
-        if process.apparmor_profile().as_ref().is_some_and(|p| !p.is_empty()) {
+        if process
+            .apparmor_profile()
+            .as_ref()
+            .is_some_and(|p| !p.is_empty())
+        {
             return Err(if apparmor_enabled() {
                 "process.apparmorProfile: runvm does not apply AppArmor profiles yet".into()
             } else {
                 "process.apparmorProfile: AppArmor is not enabled on this host".into()
             });
         }
-        if process.selinux_label().as_ref().is_some_and(|l| !l.is_empty()) {
+        if process
+            .selinux_label()
+            .as_ref()
+            .is_some_and(|l| !l.is_empty())
+        {
             return Err(selinux_error("process.selinuxLabel"));
         }
         if process.io_priority().is_some() {

@@ -79,10 +79,20 @@ impl CapsPlan {
         if let Some(ambient) = &self.ambient {
             caps::clear(None, CapSet::Ambient)
                 .map_err(|e| format!("process.capabilities.ambient: {e}"))?;
+            // The kernel only lets a capability be ambient if it is permitted and inheritable.
+            // Many configs (runc's template among them) list ambient capabilities without
+            // inheritable ones; runc warns and goes on, and so does runvm.
+            let permitted = caps::read(None, CapSet::Permitted).unwrap_or_default();
+            let inheritable = caps::read(None, CapSet::Inheritable).unwrap_or_default();
             for cap in ambient {
-                caps::raise(None, CapSet::Ambient, *cap).map_err(|e| {
-                    format!("process.capabilities.ambient: raising {cap} (it must also be permitted and inheritable): {e}")
-                })?;
+                if !(permitted.contains(cap) && inheritable.contains(cap)) {
+                    crate::logging::debug(&format!(
+                        "process.capabilities.ambient: {cap} skipped: not both permitted and inheritable"
+                    ));
+                    continue;
+                }
+                caps::raise(None, CapSet::Ambient, *cap)
+                    .map_err(|e| format!("process.capabilities.ambient: raising {cap}: {e}"))?;
             }
         }
         Ok(())
@@ -94,7 +104,10 @@ impl CapsPlan {
 pub fn switch_user(user: &User, may_setgroups: bool) -> Result<(), String> {
     // SAFETY: prctl(PR_SET_KEEPCAPS) only changes a flag of the calling thread.
     if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
-        return Err(format!("prctl(PR_SET_KEEPCAPS): {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "prctl(PR_SET_KEEPCAPS): {}",
+            std::io::Error::last_os_error()
+        ));
     }
     if may_setgroups {
         let groups: Vec<Gid> = user
@@ -125,7 +138,8 @@ mod tests {
     #[test]
     fn translates_spec_names_to_caps() {
         let spec: LinuxCapabilities =
-            serde_json::from_str(r#"{"bounding":["CAP_CHOWN","CAP_KILL"],"effective":[]}"#).unwrap();
+            serde_json::from_str(r#"{"bounding":["CAP_CHOWN","CAP_KILL"],"effective":[]}"#)
+                .unwrap();
         let plan = CapsPlan::from_spec(Some(&spec)).unwrap();
         let b = plan.bounding.unwrap();
         assert!(b.contains(&Capability::CAP_CHOWN) && b.contains(&Capability::CAP_KILL));

@@ -68,8 +68,10 @@ pub fn log(level: Level, msg: &str) {
     if let Some(mut file) = sink.file.as_ref() {
         let time = humantime::format_rfc3339_nanos(SystemTime::now());
         let line = match sink.format {
-            LogFormat::Json => serde_json::json!({"level": level.as_str(), "msg": msg, "time": time.to_string()})
-                .to_string(),
+            LogFormat::Json => {
+                serde_json::json!({"level": level.as_str(), "msg": msg, "time": time.to_string()})
+                    .to_string()
+            }
             LogFormat::Text => format!("time=\"{time}\" level={} msg={msg:?}", level.as_str()),
         };
         // One write per line keeps lines whole when several runvm processes share a log.

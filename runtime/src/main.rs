@@ -86,7 +86,10 @@ fn dispatch(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Features => {
-            println!("{}", serde_json::to_string_pretty(&runvm_runtime::features::features())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&runvm_runtime::features::features())?
+            );
             Ok(0)
         }
     }
@@ -114,11 +117,17 @@ fn list(store: &Store, format: ListFormat, quiet: bool) -> Result<()> {
     }
     match format {
         ListFormat::Json => {
-            let all: Vec<_> = containers.iter().map(|c| c.state.to_oci(c.status)).collect();
+            let all: Vec<_> = containers
+                .iter()
+                .map(|c| c.state.to_oci(c.status))
+                .collect();
             println!("{}", serde_json::to_string(&all)?);
         }
         ListFormat::Table => {
-            println!("{:<20} {:<8} {:<10} {:<40} {:<32} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
+            println!(
+                "{:<20} {:<8} {:<10} {:<40} {:<32} OWNER",
+                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+            );
             for c in &containers {
                 let v = c.state.to_oci(c.status);
                 println!(

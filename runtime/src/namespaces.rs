@@ -103,7 +103,8 @@ impl NamespacePlan {
 
 /// Opens and joins one namespace by path; the error names the type and path.
 pub fn join(typ: LinuxNamespaceType, path: &PathBuf) -> Result<(), String> {
-    let file = File::open(path).map_err(|e| format!("linux.namespaces ({typ}): {}: {e}", path.display()))?;
+    let file = File::open(path)
+        .map_err(|e| format!("linux.namespaces ({typ}): {}: {e}", path.display()))?;
     setns(file.as_fd(), flag_of(typ))
         .map_err(|e| format!("linux.namespaces ({typ}): setns {}: {e}", path.display()))
 }
@@ -123,7 +124,10 @@ mod tests {
                 {"type":"network","path":"/proc/1/ns/net"}]"#,
         ))
         .unwrap();
-        assert_eq!(plan.clone_flags, CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS);
+        assert_eq!(
+            plan.clone_flags,
+            CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS
+        );
         assert!(plan.new_cgroup && plan.new_time && plan.new_pid && !plan.new_net);
         assert_eq!(plan.joins.len(), 1);
         assert!(!plan.shares_host_mounts());
@@ -141,10 +145,9 @@ mod tests {
 
     #[test]
     fn new_user_with_joins_is_refused_clearly() {
-        let err = NamespacePlan::from_spec(&ns(
-            r#"[{"type":"user"},{"type":"network","path":"/n"}]"#,
-        ))
-        .unwrap_err();
+        let err =
+            NamespacePlan::from_spec(&ns(r#"[{"type":"user"},{"type":"network","path":"/n"}]"#))
+                .unwrap_err();
         assert!(err.starts_with("linux.namespaces"), "{err}");
     }
 }

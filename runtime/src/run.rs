@@ -49,7 +49,9 @@ pub fn run(store: &Store, opts: &CreateOptions, detach: bool, keep: bool) -> Res
     drop(dir);
     let signals = SignalFd::new(&mask)?;
     let code = loop {
-        let Some(info) = signals.read_signal()? else { continue };
+        let Some(info) = signals.read_signal()? else {
+            continue;
+        };
         if info.ssi_signo == Signal::SIGCHLD as u32 {
             match waitpid(Pid::from_raw(init.pid), Some(WaitPidFlag::WNOHANG))? {
                 WaitStatus::Exited(_, code) => break code as u8,

@@ -63,5 +63,7 @@ pub fn ensure_sealed() -> io::Result<()> {
         nix::fcntl::AtFlags::AT_EMPTY_PATH,
     );
     let _ = copy.as_raw_fd();
-    Err(io::Error::other(format!("re-exec from sealed copy: {err:?}")))
+    Err(io::Error::other(format!(
+        "re-exec from sealed copy: {err:?}"
+    )))
 }

@@ -189,3 +189,38 @@ fn hook_path_does_not_exist() {
     bundle.write_config();
     expect_rejected(&bundle, "hooks");
 }
+
+/// Regression: `delete --force ..` once removed the parent of the state root (the id named a
+/// path outside it). Every command must refuse path-like ids and touch nothing outside the root.
+#[test]
+fn path_like_ids_never_touch_anything_outside_the_root() {
+    if !require_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let parent = rt.root().parent().expect("root has a parent").to_path_buf();
+    let sentinel = tempfile::NamedTempFile::new_in(&parent).expect("sentinel");
+    std::fs::create_dir_all(rt.root()).expect("root");
+    let root_sentinel = rt.root().join("keep");
+    std::fs::write(&root_sentinel, "x").expect("root sentinel");
+    for id in ["..", ".", "../x", "a/../..", ""] {
+        for args in [
+            vec!["delete", "--force", id],
+            vec!["delete", id],
+            vec!["state", id],
+            vec!["kill", id, "KILL"],
+            vec!["start", id],
+        ] {
+            let out = rt.run(&args);
+            assert_failure(&out, &format!("{args:?}"));
+            assert!(
+                sentinel.path().exists(),
+                "{args:?} removed a file next to the root"
+            );
+            assert!(
+                root_sentinel.exists(),
+                "{args:?} removed a file in the root"
+            );
+        }
+    }
+}

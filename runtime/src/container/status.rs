@@ -27,7 +27,11 @@ pub fn init_alive(state: &ContainerState) -> bool {
         && matches!(proc_start_time(state.pid), Some((start, false)) if start == state.pid_start_time)
 }
 
-pub fn live_status(state: &ContainerState, dir: &ContainerDir, frozen: impl FnOnce() -> bool) -> Status {
+pub fn live_status(
+    state: &ContainerState,
+    dir: &ContainerDir,
+    frozen: impl FnOnce() -> bool,
+) -> Status {
     if !init_alive(state) {
         return Status::Stopped;
     }

@@ -12,7 +12,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
-use runvm_oci::{ContainerState, OciError};
+use runvm_oci::{validate_id, ContainerState, OciError};
 
 const STATE_FILE: &str = "state.json";
 const FIFO_FILE: &str = "exec.fifo";
@@ -49,6 +49,7 @@ impl Store {
 
     /// Claims `id`: creates its directory (failing if it exists) and locks it.
     pub fn create(&self, id: &str) -> Result<ContainerDir, StoreError> {
+        validate_id(id)?;
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o711)
@@ -70,6 +71,9 @@ impl Store {
 
     /// Opens and locks an existing container's directory.
     pub fn open(&self, id: &str) -> Result<ContainerDir, StoreError> {
+        // Every id from the command line passes here: an id like ".." must never name a path
+        // outside the root (delete removes what it names).
+        validate_id(id)?;
         let path = self.root.join(id);
         if !path.is_dir() {
             return Err(StoreError::NotFound(id.to_string()));
@@ -180,7 +184,10 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let store = Store::new(&root.path().join("state"));
         let dir = store.create("a").unwrap();
-        assert!(matches!(store.create("a"), Err(StoreError::AlreadyExists(_))));
+        assert!(matches!(
+            store.create("a"),
+            Err(StoreError::AlreadyExists(_))
+        ));
         drop(dir);
         assert!(store.ids().unwrap().is_empty(), "no state.json yet");
     }
@@ -193,6 +200,21 @@ mod tests {
         let dir = store.create("b").unwrap();
         dir.remove().unwrap();
         assert!(matches!(store.open("b"), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn path_like_ids_never_leave_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::new(&root.path().join("state"));
+        fs::create_dir_all(root.path().join("state")).unwrap();
+        for id in ["..", ".", "../state", "a/../..", ""] {
+            assert!(matches!(store.open(id), Err(StoreError::State(_))), "{id}");
+            assert!(
+                matches!(store.create(id), Err(StoreError::State(_))),
+                "{id}"
+            );
+        }
+        assert!(root.path().join("state").is_dir());
     }
 
     #[test]

@@ -76,7 +76,10 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, Error> {
     );
     cgroup.apply(&resources)?;
 
-    let dir = undo.dir.as_ref().ok_or_else(|| Error::Setup("state dir lost".into()))?;
+    let dir = undo
+        .dir
+        .as_ref()
+        .ok_or_else(|| Error::Setup("state dir lost".into()))?;
     let init = launch(&LaunchRequest {
         bundle: &bundle,
         id: &opts.id,
@@ -106,19 +109,27 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, Error> {
         cgroup: serde_json::to_value(cgroup.save())
             .map_err(|e| Error::Setup(format!("recording the cgroup: {e}")))?,
         hooks: HookSet {
-            poststart: hooks.and_then(|h| h.poststart().clone()).unwrap_or_default(),
+            poststart: hooks
+                .and_then(|h| h.poststart().clone())
+                .unwrap_or_default(),
             poststop: hooks.and_then(|h| h.poststop().clone()).unwrap_or_default(),
         },
     };
-    let recorded = dir.save(&state).map_err(Error::from).and_then(|()| match &opts.pid_file {
-        Some(pid_file) => write_pid_file(pid_file, init.pid),
-        None => Ok(()),
-    });
+    let recorded = dir
+        .save(&state)
+        .map_err(Error::from)
+        .and_then(|()| match &opts.pid_file {
+            Some(pid_file) => write_pid_file(pid_file, init.pid),
+            None => Ok(()),
+        });
     if let Err(e) = recorded {
         init.kill_and_reap();
         return Err(e);
     }
-    let dir = undo.dir.take().ok_or_else(|| Error::Setup("state dir lost".into()))?;
+    let dir = undo
+        .dir
+        .take()
+        .ok_or_else(|| Error::Setup("state dir lost".into()))?;
     undo.cgroup = None;
     Ok(Created { dir, state, init })
 }

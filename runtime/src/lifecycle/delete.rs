@@ -75,5 +75,8 @@ fn wait_gone(pid: i32) {
     let Some(pidfd) = pidfd_open(pid) else { return };
     let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
     let ms = KILL_WAIT.as_millis() as i32;
-    let _ = poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX));
+    let _ = poll(
+        &mut fds,
+        PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+    );
 }

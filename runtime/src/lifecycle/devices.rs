@@ -18,7 +18,12 @@ const DEFAULT_ALLOWED: [(LinuxDeviceType, i64, Option<i64>, &str); 8] = [
     (LinuxDeviceType::C, 136, None, "rwm"),
 ];
 
-fn allow(typ: LinuxDeviceType, major: i64, minor: Option<i64>, access: &str) -> Option<LinuxDeviceCgroup> {
+fn allow(
+    typ: LinuxDeviceType,
+    major: i64,
+    minor: Option<i64>,
+    access: &str,
+) -> Option<LinuxDeviceCgroup> {
     let mut b = LinuxDeviceCgroupBuilder::default()
         .allow(true)
         .typ(typ)

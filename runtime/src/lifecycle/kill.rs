@@ -19,7 +19,11 @@ pub fn parse_signal(text: &str) -> Result<i32, Error> {
         return Err(Error::Setup(format!("signal {n} is out of range 1..64")));
     }
     let upper = text.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
     Signal::from_str(&name)
         .map(|s| s as i32)
         .map_err(|_| Error::Setup(format!("unknown signal {text:?}")))
@@ -35,7 +39,12 @@ pub(crate) fn signal_pid(pid: i32, start_time: u64, signal: i32) -> std::io::Res
     }
 }
 
-pub fn kill(dir: &ContainerDir, state: &ContainerState, signal: i32, all: bool) -> Result<(), Error> {
+pub fn kill(
+    dir: &ContainerDir,
+    state: &ContainerState,
+    signal: i32,
+    all: bool,
+) -> Result<(), Error> {
     let cgroup = super::cgroup_of(state)?;
     let status = live_status(state, dir, || cgroup.is_frozen().unwrap_or(false));
     if status == Status::Stopped && !all {

@@ -21,8 +21,7 @@ use runvm_oci::ContainerState;
 
 /// The cgroup manager of an existing container, rebuilt from its state.
 pub(crate) fn cgroup_of(state: &ContainerState) -> Result<CgroupManager, Error> {
-    let saved: SavedCgroup = serde_json::from_value(state.cgroup.clone()).map_err(|e| {
-        Error::Setup(format!("state of {}: cgroup record: {e}", state.id))
-    })?;
+    let saved: SavedCgroup = serde_json::from_value(state.cgroup.clone())
+        .map_err(|e| Error::Setup(format!("state of {}: cgroup record: {e}", state.id)))?;
     Ok(CgroupManager::restore(saved))
 }

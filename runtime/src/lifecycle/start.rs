@@ -29,7 +29,12 @@ pub fn start(dir: &ContainerDir, state: &mut ContainerState) -> Result<(), Error
         .write(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(&fifo_path)
-        .map_err(|e| Error::Setup(format!("container init is not waiting ({}: {e})", fifo_path.display())))?;
+        .map_err(|e| {
+            Error::Setup(format!(
+                "container init is not waiting ({}: {e})",
+                fifo_path.display()
+            ))
+        })?;
     fifo.write_all(&[0])
         .map_err(|e| Error::Setup(format!("{}: {e}", fifo_path.display())))?;
     std::fs::remove_file(&fifo_path)

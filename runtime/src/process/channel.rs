@@ -107,7 +107,13 @@ mod tests {
     #[test]
     fn messages_round_trip_and_eof_is_none() {
         let (a, b) = pair().unwrap();
-        for msg in [Msg::Go(77), Msg::Hooks, Msg::HooksDone, Msg::Ready, Msg::Error("boom".into())] {
+        for msg in [
+            Msg::Go(77),
+            Msg::Hooks,
+            Msg::HooksDone,
+            Msg::Ready,
+            Msg::Error("boom".into()),
+        ] {
             a.send(&msg).unwrap();
             assert_eq!(b.recv().unwrap(), Some(msg));
         }

@@ -50,7 +50,10 @@ pub fn setup(console_socket: RawFd, size: Option<ConsoleSize>) -> Result<(), Str
     for target in 0..=2 {
         // SAFETY: dup2 onto stdio numbers; `slave` stays open until the end of this function.
         if unsafe { libc::dup2(slave.as_raw_fd(), target) } < 0 {
-            return Err(format!("process.terminal: dup2: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "process.terminal: dup2: {}",
+                std::io::Error::last_os_error()
+            ));
         }
     }
     let fds = [master.as_raw_fd()];

@@ -113,9 +113,14 @@ mod tests {
     fn resolves_through_path_and_reports_missing_programs() {
         let p = plan(&["sh"], &["PATH=/nonexistent:/bin:/usr/bin"]);
         assert!(p.resolve().unwrap().ends_with("sh"));
-        let err = plan(&["no-such-prog-xyz"], &["PATH=/bin"]).resolve().unwrap_err();
+        let err = plan(&["no-such-prog-xyz"], &["PATH=/bin"])
+            .resolve()
+            .unwrap_err();
         assert!(err.contains("process.args[0]"), "{err}");
-        assert_eq!(plan(&["/x/y"], &[]).resolve().unwrap(), PathBuf::from("/x/y"));
+        assert_eq!(
+            plan(&["/x/y"], &[]).resolve().unwrap(),
+            PathBuf::from("/x/y")
+        );
     }
 
     #[test]

@@ -88,7 +88,11 @@ fn setup(plan: &mut InitPlan, chan: &Channel) -> Result<(), String> {
     }
     let linux = spec.linux().as_ref();
 
-    for (key, value) in linux.and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
+    for (key, value) in linux
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+    {
         write_sysctl(key, value)?;
     }
     if let Some(host) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
@@ -116,9 +120,14 @@ fn setup(plan: &mut InitPlan, chan: &Channel) -> Result<(), String> {
     };
     rootfs::prepare(&rootfs_plan).map_err(|e| e.to_string())?;
 
-    chan.send(&Msg::Hooks).map_err(|e| format!("init: channel: {e}"))?;
+    chan.send(&Msg::Hooks)
+        .map_err(|e| format!("init: channel: {e}"))?;
     expect(chan, Msg::HooksDone)?;
-    if let Some(hooks) = spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()) {
+    if let Some(hooks) = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.create_container().as_ref())
+    {
         crate::hooks::run_hooks("createContainer", hooks, &hook_state(plan, "creating"))
             .map_err(|e| e.to_string())?;
     }
@@ -149,11 +158,17 @@ fn setup(plan: &mut InitPlan, chan: &Channel) -> Result<(), String> {
         plan.exec.add_home(p.user().uid());
     }
     let program = plan.exec.resolve()?;
+    check_start_hooks(spec)?;
 
-    chan.send(&Msg::Ready).map_err(|e| format!("init: channel: {e}"))?;
+    chan.send(&Msg::Ready)
+        .map_err(|e| format!("init: channel: {e}"))?;
     wait_for_start(plan.fifo_fd)?;
 
-    if let Some(hooks) = spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()) {
+    if let Some(hooks) = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().as_ref())
+    {
         crate::hooks::run_hooks("startContainer", hooks, &hook_state(plan, "created"))
             .map_err(|e| e.to_string())?;
     }
@@ -166,7 +181,10 @@ fn setup(plan: &mut InitPlan, chan: &Channel) -> Result<(), String> {
         };
         // SAFETY: personality(2) only changes the execution domain of this process.
         if unsafe { libc::personality(persona) } < 0 {
-            return Err(format!("linux.personality: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "linux.personality: {}",
+                std::io::Error::last_os_error()
+            ));
         }
     }
     close_inherited_fds(plan.preserve_fds);
@@ -176,10 +194,29 @@ fn setup(plan: &mut InitPlan, chan: &Channel) -> Result<(), String> {
     Err(plan.exec.exec(&program))
 }
 
+/// startContainer hooks resolve inside the container: a missing one fails `create`, not `start`.
+fn check_start_hooks(spec: &Spec) -> Result<(), String> {
+    let hooks = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().as_ref());
+    for (i, hook) in hooks.into_iter().flatten().enumerate() {
+        if !hook.path().is_file() {
+            return Err(format!(
+                "hooks.startContainer[{i}].path: {} does not exist in the container",
+                hook.path().display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn expect(chan: &Channel, want: Msg) -> Result<(), String> {
     match chan.recv() {
         Ok(Some(msg)) if msg == want => Ok(()),
-        Ok(other) => Err(format!("init: expected {want:?} from the runtime, got {other:?}")),
+        Ok(other) => Err(format!(
+            "init: expected {want:?} from the runtime, got {other:?}"
+        )),
         Err(e) => Err(format!("init: channel: {e}")),
     }
 }
@@ -187,10 +224,12 @@ fn expect(chan: &Channel, want: Msg) -> Result<(), String> {
 fn enter_namespaces(ns: &NamespacePlan) -> Result<(), String> {
     if ns.new_user {
         // The cli mapped ids; become root of the new namespace (maps container 0).
-        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
-            .map_err(|e| format!("linux.gidMappings: setresgid(0) in the new user namespace: {e}"))?;
-        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
-            .map_err(|e| format!("linux.uidMappings: setresuid(0) in the new user namespace: {e}"))?;
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(|e| {
+            format!("linux.gidMappings: setresgid(0) in the new user namespace: {e}")
+        })?;
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(|e| {
+            format!("linux.uidMappings: setresuid(0) in the new user namespace: {e}")
+        })?;
     }
     for (typ, path) in &ns.joins {
         namespaces::join(*typ, path)?;
@@ -204,9 +243,14 @@ fn enter_namespaces(ns: &NamespacePlan) -> Result<(), String> {
 
 /// Creates the time namespace and writes its offsets. The calling process enters it at execve.
 fn enter_time_namespace(spec: &Spec) -> Result<(), String> {
-    unshare(namespaces::flag_of(oci_spec::runtime::LinuxNamespaceType::Time))
-        .map_err(|e| format!("linux.namespaces (time): unshare: {e}"))?;
-    let offsets = spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref());
+    unshare(namespaces::flag_of(
+        oci_spec::runtime::LinuxNamespaceType::Time,
+    ))
+    .map_err(|e| format!("linux.namespaces (time): unshare: {e}"))?;
+    let offsets = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref());
     let mut text = String::new();
     for (clock, off) in offsets.into_iter().flatten() {
         text.push_str(&format!(
@@ -234,7 +278,10 @@ fn set_domainname(name: &str) -> Result<(), String> {
     // SAFETY: setdomainname reads `len` bytes from a buffer that lives for the call.
     let rc = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
     if rc != 0 {
-        return Err(format!("domainname {name:?}: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "domainname {name:?}: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(())
 }
@@ -243,7 +290,9 @@ fn set_domainname(name: &str) -> Result<(), String> {
 /// keyctl syscall is filtered on this host) is not fatal, as in runc.
 fn join_session_keyring(id: &str) {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
-    let Ok(name) = std::ffi::CString::new(format!("_ses.{id}")) else { return };
+    let Ok(name) = std::ffi::CString::new(format!("_ses.{id}")) else {
+        return;
+    };
     // SAFETY: keyctl(JOIN_SESSION_KEYRING) reads a NUL-terminated name that outlives the call.
     unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
 }
@@ -290,7 +339,10 @@ fn finalize_credentials(plan: &InitPlan) -> Result<(), String> {
     if no_new_privs {
         // SAFETY: PR_SET_NO_NEW_PRIVS only sets a flag of this process.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(format!("process.noNewPrivileges: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "process.noNewPrivileges: {}",
+                std::io::Error::last_os_error()
+            ));
         }
         if let Some(filter) = &plan.seccomp {
             filter.install().map_err(|e| e.to_string())?;

@@ -10,6 +10,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::symlink;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
 use std::process::Command;
 use tempfile::TempDir;
 
@@ -500,13 +501,13 @@ fn cgroup_mount_binds_the_hierarchies() {
             CgroupMountSource {
                 name: "memory".into(),
                 host_path: memory.to_path_buf(),
-                fstype: "cgroup",
+                fstype: "cgroup".into(),
                 options: "memory".into(),
             },
             CgroupMountSource {
                 name: "cpu,cpuacct".into(),
                 host_path: cpu.to_path_buf(),
-                fstype: "cgroup",
+                fstype: "cgroup".into(),
                 options: "cpu".into(),
             },
         ];
@@ -721,7 +722,7 @@ fn default_oci_config_sets_up_a_complete_container() {
             plan.cgroup_sources = vec![CgroupMountSource {
                 name: "memory".into(),
                 host_path: memory.to_path_buf(),
-                fstype: "cgroup",
+                fstype: "cgroup".into(),
                 options: "memory".into(),
             }];
             prepare(&plan).map_err(|e| e.to_string())?;
