@@ -73,6 +73,10 @@ pub struct ContainerState {
     pub cgroup: serde_json::Value,
     #[serde(default)]
     pub hooks: HookSet,
+    /// The container shares the host's mount namespace: its mounts live below a self-bind of
+    /// the rootfs on the host, which `delete` must detach.
+    #[serde(default)]
+    pub rootfs_mounted_on_host: bool,
 }
 
 impl ContainerState {
@@ -148,6 +152,7 @@ mod tests {
             cgroup_path: "/runvm/c1".into(),
             cgroup: serde_json::json!({"layout": "v2"}),
             hooks: HookSet::default(),
+            rootfs_mounted_on_host: false,
         }
     }
 

@@ -101,6 +101,15 @@ impl NamespacePlan {
     }
 }
 
+/// Whether a config leaves init in the host's mount namespace (no mount namespace listed).
+pub fn config_shares_host_mounts(spec: &oci_spec::runtime::Spec) -> bool {
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+    !namespaces
+        .into_iter()
+        .flatten()
+        .any(|ns| ns.typ() == LinuxNamespaceType::Mount)
+}
+
 /// Opens and joins one namespace by path; the error names the type and path.
 pub fn join(typ: LinuxNamespaceType, path: &PathBuf) -> Result<(), String> {
     let file = File::open(path)

@@ -96,6 +96,42 @@ fn unrequested_namespaces_are_shared_with_host() {
     rt.assert_no_leftovers(&bundle);
 }
 
+/// No namespace listed at all: the container shares every namespace of the runtime, its
+/// mounts are made below its rootfs in the host's mount namespace, and `delete` takes them away.
+#[test]
+fn no_namespaces_share_everything_and_delete_unmounts() {
+    if !require_root() {
+        return;
+    }
+    let mut bundle = BusyboxBundle::new();
+    bundle.config_mut()["linux"]["namespaces"] = json!([]);
+    bundle.config_mut()["hostname"] = json!(null);
+    bundle.set_args(&["sleep", "1000"]);
+    let rt = Runtime::new();
+    rt.create_ok(&bundle);
+    assert_success(&rt.start(bundle.id()), "start");
+    let pid = rt.state(bundle.id())["pid"].as_i64().expect("pid");
+    for kind in ["net", "ipc", "uts", "cgroup", "pid", "mnt", "user", "time"] {
+        let link = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).expect("ns link");
+        assert_eq!(
+            link.to_string_lossy(),
+            host_ns(kind),
+            "{kind} should be shared"
+        );
+    }
+    let rootfs = bundle.rootfs().to_string_lossy().into_owned();
+    let mounted = |mountinfo: &str| mountinfo.lines().filter(|l| l.contains(&rootfs)).count();
+    let before = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        mounted(&before) > 1,
+        "the container's mounts are visible on the host while it runs"
+    );
+    assert_success(&rt.delete_force(bundle.id()), "delete --force");
+    let after = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert_eq!(mounted(&after), 0, "delete left mounts below {rootfs}");
+    rt.assert_no_leftovers(&bundle);
+}
+
 /// A sleeping process in its own network namespace; killed on drop.
 struct NetnsHolder(Child);
 

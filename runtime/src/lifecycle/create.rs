@@ -35,10 +35,17 @@ pub struct Created {
 struct Undo {
     dir: Option<ContainerDir>,
     cgroup: Option<CgroupManager>,
+    /// A rootfs init may have mounted on in the host's mount namespace.
+    host_rootfs: Option<PathBuf>,
 }
 
 impl Drop for Undo {
     fn drop(&mut self) {
+        if let Some(rootfs) = self.host_rootfs.take() {
+            if let Err(e) = crate::rootfs::unmount_shared(&rootfs) {
+                crate::logging::warn(&format!("cleanup after failed create: {e}"));
+            }
+        }
         if let Some(cgroup) = self.cgroup.take() {
             if let Err(e) = cgroup.remove() {
                 crate::logging::warn(&format!("cleanup after failed create: {e}"));
@@ -64,9 +71,11 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, Error> {
         &opts.id,
     )?;
 
+    let shares_host_mounts = crate::namespaces::config_shares_host_mounts(&bundle.spec);
     let mut undo = Undo {
         dir: Some(store.create(&opts.id)?),
         cgroup: None,
+        host_rootfs: None,
     };
     cgroup.create()?;
     undo.cgroup = Some(cgroup.clone());
@@ -114,6 +123,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, Error> {
                 .unwrap_or_default(),
             poststop: hooks.and_then(|h| h.poststop().clone()).unwrap_or_default(),
         },
+        rootfs_mounted_on_host: shares_host_mounts,
     };
     let recorded = dir
         .save(&state)
@@ -131,6 +141,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, Error> {
         .take()
         .ok_or_else(|| Error::Setup("state dir lost".into()))?;
     undo.cgroup = None;
+    undo.host_rootfs = None;
     Ok(Created { dir, state, init })
 }
 

@@ -43,6 +43,9 @@ pub fn delete(dir: ContainerDir, state: &ContainerState, force: bool) -> Result<
         wait_gone(state.pid);
     }
     remove_cgroup(&cgroup)?;
+    if state.rootfs_mounted_on_host {
+        crate::rootfs::unmount_shared(&state.rootfs).map_err(|e| Error::Setup(e.to_string()))?;
+    }
     let json = crate::hooks::state_json_of(state, Status::Stopped);
     if let Err(e) = crate::hooks::run_hooks("poststop", &state.hooks.poststop, &json) {
         crate::logging::warn(&e.to_string());

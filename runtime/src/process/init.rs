@@ -117,6 +117,7 @@ fn setup(plan: &mut InitPlan, chan: &Channel) -> Result<(), String> {
         in_new_userns: plan.ns.new_user,
         cgroup_ns: plan.ns.new_cgroup,
         cgroup_sources: std::mem::take(&mut plan.cgroup_sources),
+        shared_mount_ns: plan.ns.shares_host_mounts(),
     };
     rootfs::prepare(&rootfs_plan).map_err(|e| e.to_string())?;
 
@@ -132,7 +133,8 @@ fn setup(plan: &mut InitPlan, chan: &Channel) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
 
-    rootfs::pivot(plan.rootfs, plan.no_pivot).map_err(|e| e.to_string())?;
+    rootfs::pivot(plan.rootfs, plan.no_pivot, plan.ns.shares_host_mounts())
+        .map_err(|e| e.to_string())?;
     rootfs::finish(spec).map_err(|e| e.to_string())?;
 
     let terminal = process.and_then(|p| p.terminal()).unwrap_or(false);

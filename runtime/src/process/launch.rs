@@ -91,12 +91,6 @@ pub fn launch(req: &LaunchRequest) -> Result<Launched, String> {
             .and_then(|l| l.namespaces().as_deref())
             .unwrap_or_default(),
     )?;
-    if ns.shares_host_mounts() {
-        return Err(
-            "linux.namespaces: runvm needs a mount namespace (type \"mount\") to build the root filesystem"
-                .into(),
-        );
-    }
     let caps = CapsPlan::from_spec(process.capabilities().as_ref())?;
     let seccomp = linux
         .and_then(|l| l.seccomp().as_ref())

@@ -45,6 +45,9 @@ pub struct RootfsPlan<'a> {
     pub cgroup_ns: bool,
     /// The container's cgroup hierarchies, for mounts of type "cgroup".
     pub cgroup_sources: Vec<CgroupMountSource>,
+    /// The config has no mount namespace: init mounts in the host's namespace, below a private
+    /// self-bind of the rootfs, and never touches the host's own mounts.
+    pub shared_mount_ns: bool,
 }
 
 /// What the mount helpers share.
@@ -60,7 +63,7 @@ struct Ctx<'a> {
 /// Before pivot_root: propagation of "/", the rootfs bound onto itself, every config mount in
 /// order, then /dev.
 pub fn prepare(plan: &RootfsPlan) -> Result<(), RootfsError> {
-    propagation::prepare_root(plan.spec, plan.rootfs)?;
+    propagation::prepare_root(plan.spec, plan.rootfs, plan.shared_mount_ns)?;
     // Opened after the self-bind, so what follows is mounted on the bind that pivot_root moves.
     let root = resolve::open_host_dir(plan.rootfs).map_err(|e| RootfsError::Root {
         path: plan.rootfs.display().to_string(),
@@ -107,9 +110,16 @@ fn mount_error(index: usize, m: &oci_spec::runtime::Mount, failure: Failure) -> 
     }
 }
 
-/// Makes `rootfs` the process's root: pivot_root, or MS_MOVE + chroot when `no_pivot`.
-pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
-    pivot::pivot(rootfs, no_pivot)
+/// Makes `rootfs` the process's root: pivot_root, or MS_MOVE + chroot when `no_pivot`, or a
+/// plain chroot in the host's mount namespace (where moving mounts would change the host).
+pub fn pivot(rootfs: &Path, no_pivot: bool, shared_mount_ns: bool) -> Result<(), RootfsError> {
+    pivot::pivot(rootfs, no_pivot, shared_mount_ns)
+}
+
+/// Undoes the mounts of a container that shared the host's mount namespace: everything it
+/// mounted hangs below the self-bind of its rootfs, so detaching that bind removes it all.
+pub fn unmount_shared(rootfs: &Path) -> Result<(), RootfsError> {
+    propagation::unmount_self_bind(rootfs)
 }
 
 /// After pivot: maskedPaths, readonlyPaths, the final rootfs propagation and root.readonly.

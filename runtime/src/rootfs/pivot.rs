@@ -7,8 +7,10 @@ use nix::sys::stat::Mode;
 use nix::unistd::{chdir, chroot, fchdir, pivot_root};
 use std::path::Path;
 
-pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
-    let result = if no_pivot {
+pub fn pivot(rootfs: &Path, no_pivot: bool, shared_mount_ns: bool) -> Result<(), RootfsError> {
+    let result = if shared_mount_ns {
+        chroot_only(rootfs)
+    } else if no_pivot {
         move_and_chroot(rootfs)
     } else {
         pivot_here(rootfs)
@@ -32,6 +34,14 @@ fn pivot_here(rootfs: &Path) -> Result<(), Failure> {
     mount::<str, _, str, str>(None, ".", None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None)
         .map_err(step("make the old root rslave"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(step("detach the old root"))?;
+    chdir("/").map_err(step("chdir /"))
+}
+
+/// In the host's mount namespace neither pivot_root nor MS_MOVE may be used: both would change
+/// the host's own root. A chroot changes only this process.
+fn chroot_only(rootfs: &Path) -> Result<(), Failure> {
+    chdir(rootfs).map_err(step("chdir into the rootfs"))?;
+    chroot(".").map_err(step("chroot"))?;
     chdir("/").map_err(step("chdir /"))
 }
 

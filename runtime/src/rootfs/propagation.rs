@@ -34,7 +34,14 @@ pub fn configured(spec: &Spec) -> Result<Option<(String, MsFlags)>, RootfsError>
 /// nothing we mount leaks back to the host), make the rootfs's parent mount private (pivot_root
 /// refuses a shared parent, and the self-bind must not propagate), then bind the rootfs onto
 /// itself so it is a mount point.
-pub fn prepare_root(spec: &Spec, rootfs: &Path) -> Result<(), RootfsError> {
+///
+/// In the host's mount namespace (`shared_mount_ns`: the config has no mount namespace) the
+/// host's propagation is left alone; the self-bind is made private instead, so nothing mounted
+/// below it reaches other mounts of the host.
+pub fn prepare_root(spec: &Spec, rootfs: &Path, shared_mount_ns: bool) -> Result<(), RootfsError> {
+    if shared_mount_ns {
+        return bind_private(rootfs);
+    }
     let configured = configured(spec)?;
     let (value, kind) = match &configured {
         Some((value, flags)) => (value.clone(), *flags | MsFlags::MS_REC),
@@ -72,6 +79,49 @@ pub fn prepare_root(spec: &Spec, rootfs: &Path) -> Result<(), RootfsError> {
     )
     .map_err(step("bind the rootfs onto itself"))
     .map_err(root_err)
+}
+
+fn bind_private(rootfs: &Path) -> Result<(), RootfsError> {
+    let root_err = |failure| RootfsError::Root {
+        path: rootfs.display().to_string(),
+        failure,
+    };
+    mount::<_, _, str, str>(
+        Some(rootfs),
+        rootfs,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+    .map_err(step("bind the rootfs onto itself"))
+    .map_err(root_err)?;
+    mount::<str, _, str, str>(
+        None,
+        rootfs,
+        None,
+        MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        None,
+    )
+    .map_err(step("make the rootfs bind private"))
+    .map_err(root_err)
+}
+
+/// Detaches the self-bind of `rootfs` (and all below it) until `rootfs` is no mount point.
+pub fn unmount_self_bind(rootfs: &Path) -> Result<(), RootfsError> {
+    // Bounded: one self-bind per create, but a crash between binds could stack two.
+    for _ in 0..8 {
+        match nix::mount::umount2(rootfs, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) => continue,
+            Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => return Ok(()),
+            Err(e) => {
+                return Err(RootfsError::Root {
+                    path: rootfs.display().to_string(),
+                    failure: Failure::sys("unmount the rootfs", e),
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// After pivot_root: give "/" the configured propagation. Private needs nothing more (the

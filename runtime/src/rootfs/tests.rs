@@ -97,6 +97,7 @@ impl Fixture {
             in_new_userns: false,
             cgroup_ns: false,
             cgroup_sources: Vec::new(),
+            shared_mount_ns: false,
         }
     }
 }
@@ -185,7 +186,7 @@ fn mounts_land_with_their_flags_and_pivot_hides_the_host() {
             fs::read_to_string(rootfs.join("etc/new/hostfile")).map_err(|e| e.to_string())?;
         expect(file == "file", || format!("bound file reads {file:?}"))?;
 
-        pivot(&rootfs, false).map_err(|e| e.to_string())?;
+        pivot(&rootfs, false, false).map_err(|e| e.to_string())?;
         finish(&spec).map_err(|e| e.to_string())?;
         let hello = fs::read_to_string("/data/hello").map_err(|e| e.to_string())?;
         expect(hello == "hi", || format!("/data/hello reads {hello:?}"))?;
@@ -432,7 +433,7 @@ fn masked_and_readonly_paths() {
     }));
     in_child(|| {
         prepare(&fx.plan(&spec)).map_err(|e| e.to_string())?;
-        pivot(&fx.rootfs, false).map_err(|e| e.to_string())?;
+        pivot(&fx.rootfs, false, false).map_err(|e| e.to_string())?;
         finish(&spec).map_err(|e| e.to_string())?;
         let secret = fs::read_to_string("/etc/secret").map_err(|e| e.to_string())?;
         expect(secret.is_empty(), || {
@@ -464,7 +465,7 @@ fn readonly_root_with_chroot_instead_of_pivot() {
     }));
     in_child(|| {
         prepare(&fx.plan(&spec)).map_err(|e| e.to_string())?;
-        pivot(&fx.rootfs, true).map_err(|e| e.to_string())?;
+        pivot(&fx.rootfs, true, false).map_err(|e| e.to_string())?;
         finish(&spec).map_err(|e| e.to_string())?;
         let marker = fs::read_to_string("/etc/marker").map_err(|e| e.to_string())?;
         expect(marker == "container", || {
@@ -608,7 +609,7 @@ fn user_namespace_binds_devices_and_keeps_locked_flags() {
         expect(rootfs.join("sys/kernel").exists(), || {
             "/sys has no kernel dir".into()
         })?;
-        pivot(&rootfs, false).map_err(|e| e.to_string())?;
+        pivot(&rootfs, false, false).map_err(|e| e.to_string())?;
         finish(&spec).map_err(|e| e.to_string())?;
         write_fails_with(Path::new("/ro/x"), libc::EROFS)?;
         let (opts, _, _) = mount_at(Path::new("/ro")).ok_or("no /ro mount")?;
@@ -726,7 +727,7 @@ fn default_oci_config_sets_up_a_complete_container() {
                 options: "memory".into(),
             }];
             prepare(&plan).map_err(|e| e.to_string())?;
-            pivot(&rootfs, false).map_err(|e| e.to_string())?;
+            pivot(&rootfs, false, false).map_err(|e| e.to_string())?;
             finish(&spec).map_err(|e| e.to_string())?;
             let timers = fs::read("/proc/timer_list").map_err(|e| format!("timer_list: {e}"))?;
             expect(timers.is_empty(), || {
