@@ -174,6 +174,72 @@ fn recursive_option(name: &str) -> Option<RecursiveOption> {
     Some(entry)
 }
 
+/// Every option name `parse` understands as an option rather than filesystem data (what
+/// `runvm features` reports as mountOptions). "idmap"/"ridmap" parse but id-mapped mounts are
+/// refused, so they are not listed.
+pub const KNOWN_OPTIONS: &[&str] = &[
+    "async",
+    "atime",
+    "bind",
+    "defaults",
+    "dev",
+    "diratime",
+    "dirsync",
+    "exec",
+    "iversion",
+    "lazytime",
+    "loud",
+    "mand",
+    "noatime",
+    "nodev",
+    "nodiratime",
+    "noexec",
+    "noiversion",
+    "nolazytime",
+    "nomand",
+    "norelatime",
+    "nostrictatime",
+    "nosuid",
+    "nosymfollow",
+    "private",
+    "ratime",
+    "rbind",
+    "rdev",
+    "rdiratime",
+    "relatime",
+    "remount",
+    "rexec",
+    "rnoatime",
+    "rnodev",
+    "rnodiratime",
+    "rnoexec",
+    "rnorelatime",
+    "rnostrictatime",
+    "rnosuid",
+    "rnosymfollow",
+    "ro",
+    "rprivate",
+    "rrelatime",
+    "rro",
+    "rrw",
+    "rshared",
+    "rslave",
+    "rstrictatime",
+    "rsuid",
+    "rsymfollow",
+    "runbindable",
+    "rw",
+    "shared",
+    "silent",
+    "slave",
+    "strictatime",
+    "suid",
+    "symfollow",
+    "sync",
+    "tmpcopyup",
+    "unbindable",
+];
+
 /// Parses a mount's options. Unknown strings are filesystem data, as mount(8) and runc treat them.
 pub fn parse<S: AsRef<str>>(options: &[S]) -> MountOptions {
     let mut out = MountOptions::default();
@@ -220,6 +286,16 @@ pub fn parse<S: AsRef<str>>(options: &[S]) -> MountOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_known_option_is_understood_not_passed_as_data() {
+        for name in KNOWN_OPTIONS {
+            assert!(
+                parse(&[name]).data.is_empty(),
+                "{name} fell through to data"
+            );
+        }
+    }
 
     #[test]
     fn flags_data_and_bind_are_split() {
