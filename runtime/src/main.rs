@@ -9,6 +9,7 @@ use runvm_runtime::container::{Store, StoreError};
 use runvm_runtime::lifecycle::{self, CreateOptions, Error};
 use runvm_runtime::{logging, selfexe};
 
+mod console_proxy;
 mod run;
 mod spec_cmd;
 
@@ -100,6 +101,7 @@ fn create_options(args: CreateArgs) -> CreateOptions {
         id: args.id,
         bundle: args.bundle,
         console_socket: args.console_socket,
+        console_stream: None,
         pid_file: args.pid_file,
         no_pivot: args.no_pivot,
         no_new_keyring: args.no_new_keyring,

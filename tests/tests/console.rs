@@ -130,3 +130,58 @@ fn terminal_without_console_socket_is_refused_for_create() {
     }
     rt.assert_no_leftovers(&bundle);
 }
+
+/// Foreground `run` with a terminal and no console socket: runvm proxies the pty between its
+/// own stdio and the container (`script` gives runvm a terminal of its own here).
+#[test]
+fn foreground_run_proxies_the_terminal() {
+    if !require_root() {
+        return;
+    }
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("SKIP: script(1) from util-linux is not installed");
+        return;
+    }
+    let mut bundle = BusyboxBundle::new();
+    bundle.set_args(&[
+        "sh",
+        "-c",
+        "tty; stty size; read line; echo got:$line; exit 6",
+    ]);
+    bundle.config_mut()["process"]["terminal"] = json!(true);
+    bundle.write_config();
+    let rt = Runtime::new();
+    let command = format!(
+        "stty cols 91 rows 33; {} --root {} run --bundle {} {}",
+        runtime_bin().display(),
+        rt.root_str(),
+        bundle.path_str(),
+        bundle.id()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn script");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"hello\n")
+        .expect("type a line");
+    let out = child.wait_with_output().expect("script output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(6), "{text}");
+    assert!(text.contains("/dev/pts/"), "no pty inside: {text}");
+    assert!(text.contains("33 91"), "window size not passed on: {text}");
+    assert!(
+        text.contains("got:hello"),
+        "input did not reach the container: {text}"
+    );
+    rt.assert_no_leftovers(&bundle);
+}

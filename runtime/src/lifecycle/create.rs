@@ -17,6 +17,8 @@ pub struct CreateOptions {
     pub id: String,
     pub bundle: PathBuf,
     pub console_socket: Option<PathBuf>,
+    /// An already connected console socket (foreground `run` proxies the pty itself).
+    pub console_stream: Option<std::sync::Arc<std::os::unix::net::UnixStream>>,
     pub pid_file: Option<PathBuf>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
@@ -95,6 +97,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, Error> {
         dir,
         cgroup: &cgroup,
         console_socket: opts.console_socket.as_deref(),
+        console_stream: opts.console_stream.as_deref(),
         no_pivot: opts.no_pivot,
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: opts.preserve_fds,

@@ -26,6 +26,7 @@ pub struct LaunchRequest<'a> {
     pub dir: &'a ContainerDir,
     pub cgroup: &'a CgroupManager,
     pub console_socket: Option<&'a Path>,
+    pub console_stream: Option<&'a UnixStream>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
@@ -109,12 +110,17 @@ pub fn launch(req: &LaunchRequest) -> Result<Launched, String> {
         .write(true)
         .open(&fifo_path)
         .map_err(|e| format!("{}: {e}", fifo_path.display()))?;
-    let console = req
-        .console_socket
-        .map(|p| {
-            UnixStream::connect(p).map_err(|e| format!("--console-socket {}: {e}", p.display()))
-        })
-        .transpose()?;
+    let console = match (req.console_stream, req.console_socket) {
+        (Some(stream), _) => Some(
+            stream
+                .try_clone()
+                .map_err(|e| format!("console stream: {e}"))?,
+        ),
+        (None, Some(p)) => Some(
+            UnixStream::connect(p).map_err(|e| format!("--console-socket {}: {e}", p.display()))?,
+        ),
+        (None, None) => None,
+    };
     let (cli_chan, init_chan) = channel::pair().map_err(|e| format!("socketpair: {e}"))?;
     if let Some(path) = &ns.pid_join {
         // Only affects children: the cli itself stays where it is.
