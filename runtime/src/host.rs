@@ -34,8 +34,13 @@ pub fn check(spec: &Spec) -> Result<(), String> {
         {
             return Err(selinux_error("process.selinuxLabel"));
         }
-        if process.io_priority().is_some() {
-            return Err("process.ioPriority: not supported by runvm yet".into());
+        if let Some(io) = process.io_priority() {
+            if !(0..=7).contains(&io.priority()) {
+                return Err(format!(
+                    "process.ioPriority.priority: {} is outside 0..7",
+                    io.priority()
+                ));
+            }
         }
         if process.scheduler().is_some() {
             return Err("process.scheduler: not supported by runvm yet".into());

@@ -254,3 +254,17 @@ fn only_stdio_fds_reach_the_container() {
     assert_eq!(fds.len(), 4, "fds in container: {fds:?}");
     assert_eq!(&fds[..3], ["0", "1", "2"], "fds in container: {fds:?}");
 }
+
+#[test]
+fn io_priority_is_applied() {
+    if !require_root() {
+        return;
+    }
+    let mut bundle = BusyboxBundle::new();
+    bundle.config_mut()["process"]["ioPriority"] =
+        json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
+    let rt = Runtime::new();
+    let out = rt.run_script(&mut bundle, "ionice -p $$");
+    assert_success(&out, "run with ioPriority");
+    assert!(stdout_of(&out).contains("idle"), "{}", stdout_of(&out));
+}
