@@ -1,0 +1,84 @@
+"""Turns the raw benchmark files of benches/run.sh into docs/perf.md."""
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+work, out, runs, concurrency, *names = sys.argv[1:]
+
+
+def load(name, what):
+    return json.load(open(os.path.join(work, f"{name}-{what}.json")))["results"][0]
+
+
+def ms(seconds):
+    return f"{seconds * 1000:.1f}"
+
+
+def version(name):
+    cmd = {"runvm": ["target/release/runvm", "--version"]}.get(name, [name, "--version"])
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0]
+    except Exception:
+        return "?"
+
+
+rows = {}
+for n in names:
+    run = load(n, "run")
+    rows[n] = {
+        "run_median": statistics.median(run["times"]),
+        "run_cpu": run["user"] + run["system"],
+        "create": statistics.median(load(n, "create")["times"]),
+        "start": statistics.median(load(n, "start")["times"]),
+        "delete": statistics.median(load(n, "delete")["times"]),
+        "rss": {c: int(open(os.path.join(work, f"{n}-rss-{c}")).read().split()[-1])
+                for c in ["run", "create", "state", "delete"]},
+        "conc": json.load(open(os.path.join(work, f"{n}-conc"))),
+    }
+
+lines = [
+    "# runvm performance",
+    "",
+    f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `benches/run.sh {runs} {concurrency}` "
+    f"on {platform.node()}: {os.cpu_count()} CPUs, Linux {platform.release()}. "
+    "Every runtime ran the same busybox bundle (`/bin/true`, runvm's default seccomp profile) in the same run; "
+    "crun ran with the unified cgroup.controllers hidden (it refuses this hybrid layout otherwise).",
+    "",
+    "Versions: " + "; ".join(f"{n}: {version(n)}" for n in names) + ".",
+    "",
+    f"## `run` of /bin/true ({runs} runs)",
+    "",
+    "| runtime | median wall ms | mean CPU ms (user+sys) | peak RSS KiB |",
+    "|---|---|---|---|",
+]
+for n in names:
+    r = rows[n]
+    lines.append(f"| {n} | {ms(r['run_median'])} | {ms(r['run_cpu'])} | {r['rss']['run']} |")
+lines += ["", "Ratios of runvm to each peer (below 1 means runvm is faster or smaller):", "",
+          "| peer | wall | CPU | peak RSS |", "|---|---|---|---|"]
+for n in names[1:]:
+    a, b = rows["runvm"], rows[n]
+    lines.append(f"| {n} | {a['run_median'] / b['run_median']:.2f} | {a['run_cpu'] / b['run_cpu']:.2f} | "
+                 f"{a['rss']['run'] / b['rss']['run']:.2f} |")
+lines += ["", "## Lifecycle steps (median wall ms)", "", "| runtime | create | start | delete |", "|---|---|---|---|"]
+for n in names:
+    r = rows[n]
+    lines.append(f"| {n} | {ms(r['create'])} | {ms(r['start'])} | {ms(r['delete'])} |")
+lines += ["", "## Peak RSS of each command (KiB, GNU time)", "", "| runtime | run | create | state | delete |",
+          "|---|---|---|---|---|"]
+for n in names:
+    r = rows[n]["rss"]
+    lines.append(f"| {n} | {r['run']} | {r['create']} | {r['state']} | {r['delete']} |")
+lines += ["", f"## {concurrency} containers run concurrently", "",
+          "| runtime | total s | peak host memory MiB | failures | leftovers |", "|---|---|---|---|---|"]
+for n in names:
+    c = rows[n]["conc"]
+    lines.append(f"| {n} | {c['seconds']:.2f} | {c['peak_kib'] / 1024:.0f} | {c['failures']} | {c['leftovers']} |")
+lines += ["", "## Not measured yet", "",
+          "- `exec` latency: runvm has no `exec` yet.",
+          "- The built-in monitor (time to first guest instruction, its memory): not built yet.", ""]
+open(out, "w").write("\n".join(lines))
