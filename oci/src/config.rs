@@ -34,6 +34,16 @@ pub fn load_bundle(dir: &Path) -> Result<Bundle, OciError> {
     Ok(Bundle { dir, rootfs, spec })
 }
 
+/// Reads and parses a config file without the bundle checks (for commands on a container that
+/// already exists, e.g. `exec` reading its seccomp profile).
+pub fn load_spec(path: &Path) -> Result<Spec, OciError> {
+    let text = fs::read(path).map_err(|source| OciError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_spec(&text, path)
+}
+
 /// Parses config.json, reporting the JSON path of the first field that does not fit the schema
 /// (e.g. `process.capabilities.bounding[2]` for an unknown capability name).
 pub(crate) fn parse_spec(text: &[u8], file: &Path) -> Result<Spec, OciError> {
@@ -50,6 +60,16 @@ pub(crate) fn parse_spec(text: &[u8], file: &Path) -> Result<Spec, OciError> {
             },
             message: inner.to_string(),
         }
+    })
+}
+
+/// Parses a process document (`exec --process FILE`), naming the field that does not fit.
+pub fn parse_process(text: &[u8], file: &Path) -> Result<oci_spec::runtime::Process, OciError> {
+    let mut de = serde_json::Deserializer::from_slice(text);
+    serde_path_to_error::deserialize(&mut de).map_err(|err| OciError::Parse {
+        file: file.to_path_buf(),
+        field: err.path().to_string(),
+        message: err.into_inner().to_string(),
     })
 }
 

@@ -66,6 +66,50 @@ pub struct CreateArgs {
     pub id: String,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// A process.json (runtime-spec "process") describing what to run; replaces the command.
+    #[arg(long, short)]
+    pub process: Option<PathBuf>,
+    /// Extra environment variables (NAME=VALUE).
+    #[arg(long, short)]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// UID[:GID] to run as.
+    #[arg(long, short)]
+    pub user: Option<String>,
+    /// Additional group ids.
+    #[arg(long = "additional-gids", short = 'g')]
+    pub additional_gids: Vec<u32>,
+    /// Capabilities to add (e.g. CAP_NET_ADMIN).
+    #[arg(long = "cap", short = 'c')]
+    pub caps: Vec<String>,
+    /// Set no_new_privs for the process.
+    #[arg(long)]
+    pub no_new_privs: bool,
+    /// Give the process a terminal.
+    #[arg(long, short)]
+    pub tty: bool,
+    /// Unix socket that receives the pty master (with --tty).
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Return once the process runs instead of waiting for it.
+    #[arg(long, short)]
+    pub detach: bool,
+    /// Write the process's pid to this file.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Pass N extra file descriptors (3..3+N) into the process.
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+    pub id: String,
+    /// The command and its arguments (when no --process is given).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a container; its process waits for `start`.
@@ -102,6 +146,8 @@ pub enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Run another process in a running container.
+    Exec(ExecArgs),
     /// List containers.
     #[command(alias = "ps-all")]
     List {

@@ -1,7 +1,7 @@
 //! OCI hooks: programs run at fixed points of the lifecycle with the container state on stdin.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
@@ -116,6 +116,12 @@ fn wait_for_exit(pid: u32, secs: i64) -> bool {
             Err(_) => return true,
         }
     }
+}
+
+/// Whether the process behind a pidfd has exited (a pidfd polls readable then).
+pub fn has_exited(pidfd: &OwnedFd) -> bool {
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
 /// pidfd_open(2): std and nix have no stable wrapper for it.

@@ -10,6 +10,8 @@ use runvm_runtime::lifecycle::{self, CreateOptions, Error};
 use runvm_runtime::{logging, selfexe};
 
 mod console_proxy;
+mod exec_cmd;
+mod foreground;
 mod run;
 mod spec_cmd;
 
@@ -77,6 +79,10 @@ fn dispatch(cli: Cli) -> Result<u8> {
                 Err(e) => return Err(Error::from(e)).context("delete"),
             }
             Ok(0)
+        }
+        Command::Exec(args) => {
+            selfexe::ensure_sealed()?;
+            exec_cmd::exec(&store, args)
         }
         Command::List { format, quiet } => {
             list(&store, format, quiet)?;

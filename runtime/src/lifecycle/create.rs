@@ -149,7 +149,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, Error> {
 }
 
 /// Written atomically: clients poll for this file and must never read half a pid.
-fn write_pid_file(path: &std::path::Path, pid: i32) -> Result<(), Error> {
+pub(super) fn write_pid_file(path: &std::path::Path, pid: i32) -> Result<(), Error> {
     let tmp = path.with_extension("runvm-tmp");
     std::fs::write(&tmp, pid.to_string())
         .and_then(|()| std::fs::rename(&tmp, path))

@@ -8,7 +8,7 @@
 //! 4. rootfs mounts; cli runs prestart + createRuntime hooks; createContainer hooks here
 //! 5. pivot_root, masked/readonly paths, console, cwd, rlimits, program lookup -> `Ready`
 //! 6. wait on exec.fifo for `start`; startContainer hooks
-//! 7. credentials, capabilities, no_new_privs, seccomp, personality -> execve
+//! 7. personality, credentials, capabilities, no_new_privs, seccomp -> execve
 
 use std::fs;
 use std::io::Read;
@@ -21,19 +21,17 @@ use nix::unistd::{setresgid, setresuid, Gid, Uid};
 use oci_spec::runtime::{LinuxPersonalityDomain, Spec};
 
 use super::channel::{Channel, Msg};
+use super::credentials::{self, Credentials};
 use super::exec::ExecPlan;
-use crate::identity::{switch_user, CapsPlan};
 use crate::namespaces::{self, NamespacePlan};
 use crate::rootfs::{self, CgroupMountSource, RootfsPlan};
-use crate::seccomp::CompiledSeccomp;
 
 /// Everything init needs, prepared and validated by the cli before clone.
 pub struct InitPlan<'a> {
     pub spec: &'a Spec,
     pub rootfs: &'a Path,
     pub ns: NamespacePlan,
-    pub caps: CapsPlan,
-    pub seccomp: Option<CompiledSeccomp>,
+    pub credentials: Credentials,
     pub exec: ExecPlan,
     pub cgroup_sources: Vec<CgroupMountSource>,
     pub no_pivot: bool,
@@ -177,7 +175,6 @@ fn setup(plan: &mut InitPlan, chan: &Channel) -> Result<(), String> {
         crate::hooks::run_hooks("startContainer", hooks, &hook_state(plan, "created"))
             .map_err(|e| e.to_string())?;
     }
-    finalize_credentials(plan)?;
     if let Some(personality) = linux.and_then(|l| l.personality().as_ref()) {
         // <linux/personality.h>: PER_LINUX = 0, PER_LINUX32 = 8 (libc does not export them).
         let persona: libc::c_ulong = match personality.domain() {
@@ -192,7 +189,8 @@ fn setup(plan: &mut InitPlan, chan: &Channel) -> Result<(), String> {
             ));
         }
     }
-    close_inherited_fds(plan.preserve_fds);
+    plan.credentials.apply(plan.ns.new_user)?;
+    credentials::close_inherited_fds(plan.preserve_fds);
     // Rust ignores SIGPIPE; execve keeps ignored signals ignored, so restore the default.
     // SAFETY: setting a default disposition installs no handler code.
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
@@ -347,64 +345,4 @@ fn wait_for_start(fifo_fd: RawFd) -> Result<(), String> {
     // know the program is running before it runs poststart hooks.
     std::mem::forget(fifo);
     Ok(())
-}
-
-fn finalize_credentials(plan: &InitPlan) -> Result<(), String> {
-    let process = plan.spec.process().as_ref();
-    let no_new_privs = process.and_then(|p| p.no_new_privileges()).unwrap_or(false);
-    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while we have it.
-    if !no_new_privs {
-        if let Some(filter) = &plan.seccomp {
-            filter.install().map_err(|e| e.to_string())?;
-        }
-    }
-    plan.caps.drop_bounding()?;
-    if let Some(p) = process {
-        let may_setgroups = !plan.ns.new_user || setgroups_allowed();
-        switch_user(p.user(), may_setgroups)?;
-    }
-    plan.caps.apply()?;
-    if no_new_privs {
-        // SAFETY: PR_SET_NO_NEW_PRIVS only sets a flag of this process.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(format!(
-                "process.noNewPrivileges: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        if let Some(filter) = &plan.seccomp {
-            filter.install().map_err(|e| e.to_string())?;
-        }
-    }
-    Ok(())
-}
-
-fn setgroups_allowed() -> bool {
-    fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() == "allow")
-}
-
-/// Marks every descriptor above stdio and the preserved ones close-on-exec, so nothing of the
-/// runtime reaches the container (CVE-2024-21626 was such a leak).
-fn close_inherited_fds(preserve: u32) {
-    let first = 3 + preserve;
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on descriptors of this process.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if rc != 0 {
-        // Old kernels: mark them one by one.
-        if let Ok(entries) = fs::read_dir("/proc/self/fd") {
-            for fd in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
-                if fd >= first as i32 {
-                    // SAFETY: only sets FD_CLOEXEC on a descriptor number of this process.
-                    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-                }
-            }
-        }
-    }
 }

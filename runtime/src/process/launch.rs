@@ -17,7 +17,7 @@ use super::{clone3, Forked};
 use crate::cgroups::CgroupManager;
 use crate::container::ContainerDir;
 use crate::hooks;
-use crate::identity::CapsPlan;
+use super::credentials::Credentials;
 use crate::namespaces::{self, NamespacePlan};
 
 pub struct LaunchRequest<'a> {
@@ -92,12 +92,8 @@ pub fn launch(req: &LaunchRequest) -> Result<Launched, String> {
             .and_then(|l| l.namespaces().as_deref())
             .unwrap_or_default(),
     )?;
-    let caps = CapsPlan::from_spec(process.capabilities().as_ref())?;
-    let seccomp = linux
-        .and_then(|l| l.seccomp().as_ref())
-        .map(crate::seccomp::compile)
-        .transpose()
-        .map_err(|e| e.to_string())?;
+    let credentials =
+        Credentials::prepare(process, linux.and_then(|l| l.seccomp().as_ref()))?;
     let exec = ExecPlan::from_process(process)?;
 
     let fifo_path = req.dir.fifo_path();
@@ -137,8 +133,7 @@ pub fn launch(req: &LaunchRequest) -> Result<Launched, String> {
                 rootfs: &req.bundle.rootfs,
                 bundle: &req.bundle.dir,
                 ns,
-                caps,
-                seccomp,
+                credentials,
                 exec,
                 cgroup_sources: req.cgroup.mount_sources(),
                 no_pivot: req.no_pivot,

@@ -5,8 +5,10 @@
 pub mod channel;
 mod clone;
 mod console;
-mod exec;
+pub mod credentials;
+pub mod exec;
 pub mod init;
+pub mod join;
 pub mod launch;
 
 pub use clone::{clone3, Forked};
