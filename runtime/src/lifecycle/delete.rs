@@ -44,7 +44,7 @@ pub fn delete(dir: ContainerDir, state: &ContainerState, force: bool) -> Result<
     }
     remove_cgroup(&cgroup)?;
     let json = crate::hooks::state_json_of(state, Status::Stopped);
-    if let Err(e) = crate::hooks::run_hooks("poststop", &state.hooks.poststop, &json) {
+    for e in crate::hooks::run_all_hooks("poststop", &state.hooks.poststop, &json) {
         crate::logging::warn(&e.to_string());
     }
     dir.remove()?;
