@@ -42,12 +42,7 @@ pub fn start(dir: &ContainerDir, state: &mut ContainerState) -> Result<(), Error
     // Init holds the only reader until execve closes it: POLLERR on our end means the user's
     // program runs (or init died).
     let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::empty())];
-    loop {
-        match poll(&mut fds, PollTimeout::NONE) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            _ => break,
-        }
-    }
+    while let Err(nix::errno::Errno::EINTR) = poll(&mut fds, PollTimeout::NONE) {}
     state.status = Status::Running;
     dir.save(state)?;
     let json = crate::hooks::state_json_of(state, Status::Running);
