@@ -78,7 +78,10 @@ fn create_needs_an_id_and_refuses_a_duplicate() {
 
     assert_failure(&rt.create(&bundle, &[]), "create with an id in use");
     let state = rt.state(&id);
-    assert_eq!(state["status"], "created", "the first container must survive: {state}");
+    assert_eq!(
+        state["status"], "created",
+        "the first container must survive: {state}"
+    );
 
     assert_success(&rt.delete_force(&id), "delete --force");
     rt.assert_no_leftovers(&bundle);
@@ -104,10 +107,20 @@ fn delete_refuses_created_and_running_containers() {
         let before = rt.state(&id);
         let pid = pid_of(&before);
 
-        assert_failure(&rt.delete(&id), &format!("delete of a {} container", before["status"]));
+        assert_failure(
+            &rt.delete(&id),
+            &format!("delete of a {} container", before["status"]),
+        );
         let after = rt.state(&id);
-        assert_eq!(spec_state(&after), spec_state(&before), "delete must have no effect");
-        assert!(Path::new(&format!("/proc/{pid}")).exists(), "process {pid} was killed");
+        assert_eq!(
+            spec_state(&after),
+            spec_state(&before),
+            "delete must have no effect"
+        );
+        assert!(
+            Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} was killed"
+        );
 
         assert_success(&rt.kill(&id, "KILL"), "kill KILL");
         rt.wait_for_status(&id, "stopped", WAIT);
@@ -138,7 +151,11 @@ fn start_runs_the_process_once_and_only_on_start() {
 
     assert_failure(&rt.start(&id), "start of a stopped container");
     assert_eq!(rt.state(&id)["status"], "stopped");
-    assert_eq!(read_or_empty(&output), "process called\n", "second start must not run it");
+    assert_eq!(
+        read_or_empty(&output),
+        "process called\n",
+        "second start must not run it"
+    );
     assert_success(&rt.delete(&id), "delete");
     rt.assert_no_leftovers(&bundle);
 }
@@ -185,11 +202,18 @@ fn state_needs_an_existing_container() {
     assert_eq!(state["id"], id.as_str());
     assert!(state["ociVersion"].is_string(), "{state}");
     assert!(pid_of(&state) > 0, "{state}");
-    assert_eq!(state["bundle"], bundle.path_str(), "bundle must be the path given");
+    assert_eq!(
+        state["bundle"],
+        bundle.path_str(),
+        "bundle must be the path given"
+    );
 
     assert_success(&rt.kill(&id, "KILL"), "kill KILL");
     let stopped = rt.wait_for_status(&id, "stopped", WAIT);
-    assert_eq!(stopped["pid"], 0, "a stopped container reports pid 0: {stopped}");
+    assert_eq!(
+        stopped["pid"], 0,
+        "a stopped container reports pid 0: {stopped}"
+    );
     assert_success(&rt.delete(&id), "delete");
     rt.assert_no_leftovers(&bundle);
 }
@@ -202,7 +226,10 @@ fn kill_works_only_on_created_or_running_containers() {
     let rt = Runtime::new();
     // `kill KILL`: the signal is taken for an id, which does not exist.
     assert_failure(&rt.run(&["kill", "KILL"]), "kill without an id");
-    assert_failure(&rt.kill("no-such-container-here", "KILL"), "kill of an unknown id");
+    assert_failure(
+        &rt.kill("no-such-container-here", "KILL"),
+        "kill of an unknown id",
+    );
 
     let mut bundle = BusyboxBundle::new();
     bundle.set_args(&["true"]);
@@ -217,7 +244,11 @@ fn kill_works_only_on_created_or_running_containers() {
     let stopped = rt.wait_for_status(&id, "stopped", WAIT);
     assert_failure(&rt.kill(&id, "KILL"), "kill of a stopped container");
     let after = rt.state(&id);
-    assert_eq!(spec_state(&after), spec_state(&stopped), "kill must have no effect");
+    assert_eq!(
+        spec_state(&after),
+        spec_state(&stopped),
+        "kill must have no effect"
+    );
     assert_success(&rt.delete(&id), "delete");
 
     bundle.set_args(&["sleep", "30"]);
@@ -298,7 +329,10 @@ fn bundle_saving_hook_stdin() -> BusyboxBundle {
     let mut bundle = BusyboxBundle::new();
     bundle.set_args(&["true"]);
     let save = |bundle: &BusyboxBundle, kind: &str| {
-        let mut hook = sh_hook(bundle, &format!("cat > {}", rootfs_file(bundle, kind).display()));
+        let mut hook = sh_hook(
+            bundle,
+            &format!("cat > {}", rootfs_file(bundle, kind).display()),
+        );
         hook["timeout"] = json!(1);
         json!([hook])
     };
@@ -387,7 +421,10 @@ fn hooks_run_in_order_and_poststop_waits_for_delete() {
     assert_success(&rt.start(&id), "start");
     rt.wait_for_status(&id, "stopped", WAIT);
     let before_delete = read_or_empty(&output);
-    assert!(!before_delete.contains("post-stop"), "poststop ran before delete");
+    assert!(
+        !before_delete.contains("post-stop"),
+        "poststop ran before delete"
+    );
     // The process and the poststart hooks run concurrently: only compare each one's order.
     let mut lines: Vec<&str> = before_delete.lines().collect();
     lines.retain(|l| *l != "process called");
@@ -396,7 +433,11 @@ fn hooks_run_in_order_and_poststop_waits_for_delete() {
         ["pre-start1", "pre-start2", "post-start1", "post-start2"],
         "{before_delete}"
     );
-    assert_eq!(before_delete.matches("process called").count(), 1, "{before_delete}");
+    assert_eq!(
+        before_delete.matches("process called").count(),
+        1,
+        "{before_delete}"
+    );
     assert_success(&rt.delete(&id), "delete");
     assert_eq!(
         read_or_empty(&output),
@@ -416,7 +457,10 @@ fn failing_prestart_hook_aborts_create() {
     let rt = Runtime::new();
     let id = bundle.id().to_string();
 
-    assert_failure(&rt.create(&bundle, &[]), "create with a failing prestart hook");
+    assert_failure(
+        &rt.create(&bundle, &[]),
+        "create with a failing prestart hook",
+    );
     assert_failure(&rt.start(&id), "start after the failed create");
     assert!(!rootfs_file(&bundle, "output").exists(), "the process ran");
     assert_failure(&rt.run(&["state", &id]), "state after the failed create");
@@ -449,10 +493,21 @@ fn failing_poststart_and_poststop_hooks_only_warn() {
     assert_eq!(read_or_empty(&output), "post-start called\n");
     let delete = rt.delete(&id);
     assert_success(&delete, "delete with a failing poststop hook");
-    assert_eq!(read_or_empty(&output), "post-start called\npost-stop called\n");
+    assert_eq!(
+        read_or_empty(&output),
+        "post-start called\npost-stop called\n"
+    );
     if is_runvm() {
-        assert!(stderr_of(&start).contains("poststart[0]"), "{}", stderr_of(&start));
-        assert!(stderr_of(&delete).contains("poststop[0]"), "{}", stderr_of(&delete));
+        assert!(
+            stderr_of(&start).contains("poststart[0]"),
+            "{}",
+            stderr_of(&start)
+        );
+        assert!(
+            stderr_of(&delete).contains("poststop[0]"),
+            "{}",
+            stderr_of(&delete)
+        );
     }
     rt.assert_no_leftovers(&bundle);
 }
@@ -476,7 +531,10 @@ fn unknown_properties_pass_and_invalid_version_fails() {
 
     bundle.config_mut()["ociVersion"] = json!("invalid");
     bundle.write_config();
-    assert_failure(&rt.create(&bundle, &[]), "create with ociVersion \"invalid\"");
+    assert_failure(
+        &rt.create(&bundle, &[]),
+        "create with ociVersion \"invalid\"",
+    );
     rt.assert_no_leftovers(&bundle);
 }
 
@@ -517,11 +575,17 @@ fn config_rewritten_after_create_does_not_matter() {
     let rt = Runtime::new();
     let id = bundle.id().to_string();
     rt.create_ok(&bundle);
-    std::fs::write(bundle.path().join("config.json"), r#"{"ociVersion": "1.0.0"}"#)
-        .expect("overwrite config.json");
+    std::fs::write(
+        bundle.path().join("config.json"),
+        r#"{"ociVersion": "1.0.0"}"#,
+    )
+    .expect("overwrite config.json");
     assert_success(&rt.start(&id), "start after config.json was replaced");
     rt.wait_for_status(&id, "stopped", WAIT);
-    assert_eq!(read_or_empty(&rootfs_file(&bundle, "out")), "1\n100\n1024\n");
+    assert_eq!(
+        read_or_empty(&rootfs_file(&bundle, "out")),
+        "1\n100\n1024\n"
+    );
     assert_success(&rt.delete(&id), "delete");
     rt.assert_no_leftovers(&bundle);
 }
