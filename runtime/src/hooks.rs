@@ -57,6 +57,26 @@ pub fn run_hooks(kind: &'static str, hooks: &[Hook], state: &[u8]) -> Result<(),
     Ok(())
 }
 
+/// Runs every hook of one kind in order, even after a failure, and returns each failure.
+/// The spec wants this for poststart and poststop: a failing hook only earns a warning and
+/// "the remaining hooks and lifecycle continue as if the hook had succeeded".
+pub fn run_all_hooks(kind: &'static str, hooks: &[Hook], state: &[u8]) -> Vec<HookError> {
+    hooks
+        .iter()
+        .enumerate()
+        .filter_map(|(index, hook)| {
+            run_hook(hook, state)
+                .err()
+                .map(|message| HookError::Failed {
+                    kind,
+                    index,
+                    path: hook.path().display().to_string(),
+                    message,
+                })
+        })
+        .collect()
+}
+
 fn run_hook(hook: &Hook, state: &[u8]) -> Result<(), String> {
     let mut cmd = Command::new(hook.path());
     if let Some(args) = hook.args() {
@@ -169,6 +189,23 @@ mod tests {
             err.starts_with("hooks.createRuntime[1] (/bin/false)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn run_all_hooks_keeps_going_after_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let bad = hook(r#"{"path":"/bin/false"}"#);
+        let good = hook(&format!(
+            r#"{{"path":"/bin/sh","args":["sh","-c","echo ran > {}"]}}"#,
+            out.display()
+        ));
+        let errors = run_all_hooks("poststop", &[bad.clone(), good, bad], b"{}");
+        let indexes: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 2, "{indexes:?}");
+        assert!(indexes[0].starts_with("hooks.poststop[0]"), "{indexes:?}");
+        assert!(indexes[1].starts_with("hooks.poststop[2]"), "{indexes:?}");
+        assert_eq!(std::fs::read_to_string(out).unwrap(), "ran\n");
     }
 
     #[test]

@@ -20,10 +20,10 @@ pub fn delete(dir: ContainerDir, state: &ContainerState, force: bool) -> Result<
     let status = live_status(state, &dir, || cgroup.is_frozen().unwrap_or(false));
     match status {
         Status::Stopped => {}
-        // Like runc: a container that never started has nothing to lose.
-        Status::Created | Status::Creating => {}
-        Status::Running | Status::Paused if force => {}
-        Status::Running | Status::Paused => {
+        // Unlike runc, a created container is not stopped either: the spec wants `delete`
+        // to fail and leave it alone (runtime.md, "delete"); `--force` still removes it.
+        _ if force => {}
+        Status::Created | Status::Creating | Status::Running | Status::Paused => {
             return Err(Error::WrongStatus {
                 id: state.id.clone(),
                 status,
@@ -47,7 +47,7 @@ pub fn delete(dir: ContainerDir, state: &ContainerState, force: bool) -> Result<
         crate::rootfs::unmount_shared(&state.rootfs).map_err(|e| Error::Setup(e.to_string()))?;
     }
     let json = crate::hooks::state_json_of(state, Status::Stopped);
-    if let Err(e) = crate::hooks::run_hooks("poststop", &state.hooks.poststop, &json) {
+    for e in crate::hooks::run_all_hooks("poststop", &state.hooks.poststop, &json) {
         crate::logging::warn(&e.to_string());
     }
     dir.remove()?;

@@ -46,7 +46,7 @@ pub fn start(dir: &ContainerDir, state: &mut ContainerState) -> Result<(), Error
     state.status = Status::Running;
     dir.save(state)?;
     let json = crate::hooks::state_json_of(state, Status::Running);
-    if let Err(e) = crate::hooks::run_hooks("poststart", &state.hooks.poststart, &json) {
+    for e in crate::hooks::run_all_hooks("poststart", &state.hooks.poststart, &json) {
         crate::logging::warn(&e.to_string());
     }
     Ok(())
