@@ -48,6 +48,39 @@ impl CapsPlan {
         })
     }
 
+    /// Fails when a configured capability is missing from the runtime's own bounding set. Such a
+    /// capability can never be granted (only a new user namespace starts from a full bounding
+    /// set, so callers skip this check then); saying so at `create` beats an init that dies
+    /// after `start` with the container's output empty.
+    pub fn check_grantable(&self) -> Result<(), String> {
+        let available = caps::read(None, CapSet::Bounding)
+            .map_err(|e| format!("reading the runtime's capability bounding set: {e}"))?;
+        let sets = [
+            ("bounding", &self.bounding),
+            ("effective", &self.effective),
+            ("permitted", &self.permitted),
+            ("inheritable", &self.inheritable),
+            ("ambient", &self.ambient),
+        ];
+        for (field, set) in sets {
+            let mut missing: Vec<String> = set
+                .iter()
+                .flatten()
+                .filter(|cap| !available.contains(cap))
+                .map(|cap| cap.to_string())
+                .collect();
+            if !missing.is_empty() {
+                missing.sort();
+                return Err(format!(
+                    "process.capabilities.{field}: {} not in this host's capability bounding set, \
+                     so runvm cannot grant it",
+                    missing.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Drops what is not in the bounding set. Needs CAP_SETPCAP, so it runs before setuid.
     pub fn drop_bounding(&self) -> Result<(), String> {
         let Some(keep) = &self.bounding else {
@@ -146,5 +179,33 @@ mod tests {
         assert_eq!(b.len(), 2);
         assert!(plan.effective.unwrap().is_empty());
         assert!(plan.permitted.is_none());
+    }
+
+    #[test]
+    fn capability_outside_the_bounding_set_is_not_grantable() {
+        let bounding = caps::read(None, CapSet::Bounding).unwrap();
+        let within = CapsPlan {
+            permitted: Some(bounding.clone()),
+            ambient: Some(bounding.clone()),
+            ..CapsPlan::default()
+        };
+        assert_eq!(within.check_grantable(), Ok(()));
+        let Some(missing) = caps::runtime::thread_all_supported()
+            .into_iter()
+            .find(|c| !bounding.contains(c))
+        else {
+            println!("SKIP: this process's bounding set holds every capability");
+            return;
+        };
+        let outside = CapsPlan {
+            effective: Some(CapsHashSet::from([missing])),
+            ..CapsPlan::default()
+        };
+        let err = outside.check_grantable().unwrap_err();
+        assert!(
+            err.starts_with("process.capabilities.effective: ")
+                && err.contains(&missing.to_string()),
+            "{err}"
+        );
     }
 }

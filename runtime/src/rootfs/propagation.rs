@@ -44,6 +44,12 @@ pub fn prepare_root(spec: &Spec, rootfs: &Path, shared_mount_ns: bool) -> Result
     }
     let configured = configured(spec)?;
     let (value, kind) = match &configured {
+        // An unbindable "/" would make the rootfs self-bind below fail with EINVAL. Unbindable
+        // mounts are private too, so rprivate gives the same isolation until finish_root makes
+        // the container's "/" unbindable after pivot_root.
+        Some((value, flags)) if flags.contains(MsFlags::MS_UNBINDABLE) => {
+            (value.clone(), MsFlags::MS_PRIVATE | MsFlags::MS_REC)
+        }
         Some((value, flags)) => (value.clone(), *flags | MsFlags::MS_REC),
         None => (
             "rslave (default)".to_string(),
