@@ -80,9 +80,15 @@ fn build_process(bundle: &Path, args: &ExecArgs) -> Result<Process> {
             None => (user.as_str(), None),
         };
         let user_mut = process.user_mut();
-        user_mut.set_uid(uid.parse().with_context(|| format!("--user {user}: uid must be a number"))?);
+        user_mut.set_uid(
+            uid.parse()
+                .with_context(|| format!("--user {user}: uid must be a number"))?,
+        );
         if let Some(g) = gid {
-            user_mut.set_gid(g.parse().with_context(|| format!("--user {user}: gid must be a number"))?);
+            user_mut.set_gid(
+                g.parse()
+                    .with_context(|| format!("--user {user}: gid must be a number"))?,
+            );
         }
     }
     if !args.additional_gids.is_empty() {

@@ -51,7 +51,13 @@ pub fn check(spec: &Spec) -> Result<(), String> {
     }
     if let Some(linux) = spec.linux() {
         if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
-            return Err(selinux_error("linux.mountLabel"));
+            if selinux_enabled() {
+                return Err(selinux_error("linux.mountLabel"));
+            }
+            // A mount label only tells SELinux how to label files; with SELinux off there is
+            // no policy to confine anything and nothing is lost (unlike selinuxLabel, which
+            // names the confinement of the process itself). runc ignores it the same way.
+            crate::logging::warn("linux.mountLabel ignored: SELinux is not enabled on this host");
         }
         if linux.intel_rdt().is_some() {
             return Err("linux.intelRdt: Intel RDT (resctrl) is not supported by runvm".into());

@@ -55,7 +55,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
         Command::State { id } => {
             let dir = store.open(&id)?;
             let (state, status) = lifecycle::container_state(&dir)?;
-            println!("{}", serde_json::to_string_pretty(&state.to_oci(status))?);
+            print_out(&serde_json::to_string_pretty(&state.to_oci(status))?);
             Ok(0)
         }
         Command::Kill { all, id, signal } => {
@@ -93,13 +93,18 @@ fn dispatch(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Features => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&runvm_runtime::features::features())?
-            );
+            print_out(&serde_json::to_string_pretty(
+                &runvm_runtime::features::features(),
+            )?);
             Ok(0)
         }
     }
+}
+
+/// Prints a line to stdout; a reader that went away (`runvm state x | head -1`) is no error.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
 fn create_options(args: CreateArgs) -> CreateOptions {
@@ -119,7 +124,7 @@ fn list(store: &Store, format: ListFormat, quiet: bool) -> Result<()> {
     let containers = lifecycle::list(store)?;
     if quiet {
         for c in &containers {
-            println!("{}", c.state.id);
+            print_out(&c.state.id);
         }
         return Ok(());
     }
@@ -129,16 +134,16 @@ fn list(store: &Store, format: ListFormat, quiet: bool) -> Result<()> {
                 .iter()
                 .map(|c| c.state.to_oci(c.status))
                 .collect();
-            println!("{}", serde_json::to_string(&all)?);
+            print_out(&serde_json::to_string(&all)?);
         }
         ListFormat::Table => {
-            println!(
+            print_out(&format!(
                 "{:<20} {:<8} {:<10} {:<40} {:<32} OWNER",
                 "ID", "PID", "STATUS", "BUNDLE", "CREATED"
-            );
+            ));
             for c in &containers {
                 let v = c.state.to_oci(c.status);
-                println!(
+                print_out(&format!(
                     "{:<20} {:<8} {:<10} {:<40} {:<32} {}",
                     c.state.id,
                     v["pid"].to_string(),
@@ -146,7 +151,7 @@ fn list(store: &Store, format: ListFormat, quiet: bool) -> Result<()> {
                     c.state.bundle.display(),
                     c.state.created,
                     v["owner"].as_str().unwrap_or("")
-                );
+                ));
             }
         }
     }

@@ -143,7 +143,7 @@ fn all_hook_kinds_run_in_order_with_state() {
     let expected_status = [
         ("createRuntime", "creating"),
         ("createContainer", "creating"),
-        ("prestart", "creating"),
+        ("prestart", "created"),
         ("startContainer", "created"),
         ("poststart", "running"),
         ("poststop", "stopped"),
@@ -227,5 +227,32 @@ fn hook_exceeding_timeout_fails_create() {
     if is_runvm() {
         assert!(stderr_of(&out).contains("hooks"), "{}", stderr_of(&out));
     }
+    rt.assert_no_leftovers(&bundle);
+}
+
+/// A failure between `start` and the program's execve (here a failing startContainer hook)
+/// makes `start` fail and say why, instead of reporting success for a program that never ran.
+#[test]
+fn failing_start_container_hook_fails_start() {
+    if !require_root() {
+        return;
+    }
+    let mut bundle = BusyboxBundle::new();
+    bundle.set_args(&["sleep", "1000"]);
+    bundle.config_mut()["hooks"] = json!({"startContainer": [{"path": "/bin/false"}]});
+    bundle.write_config();
+    let rt = Runtime::new();
+    rt.create_ok(&bundle);
+    let out = rt.start(bundle.id());
+    assert_failure(&out, "start with a failing startContainer hook");
+    if is_runvm() {
+        assert!(
+            stderr_of(&out).contains("startContainer"),
+            "{}",
+            stderr_of(&out)
+        );
+    }
+    assert_eq!(rt.state(bundle.id())["status"], "stopped");
+    assert_success(&rt.delete(bundle.id()), "delete");
     rt.assert_no_leftovers(&bundle);
 }

@@ -268,3 +268,38 @@ fn io_priority_is_applied() {
     assert_success(&out, "run with ioPriority");
     assert!(stdout_of(&out).contains("idle"), "{}", stdout_of(&out));
 }
+
+/// A capability the runtime itself does not hold (this host's bounding set lacks
+/// CAP_SYS_RESOURCE) cannot be given to a container: `create` says so instead of init dying
+/// after `start`.
+#[test]
+fn capability_missing_from_the_runtime_fails_create() {
+    if !require_root() || !is_runvm() {
+        return;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    let bounding = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .expect("CapBnd");
+    const CAP_SYS_RESOURCE: u64 = 24;
+    if bounding & (1 << CAP_SYS_RESOURCE) != 0 {
+        println!("SKIP: this host's bounding set holds CAP_SYS_RESOURCE");
+        return;
+    }
+    let mut bundle = BusyboxBundle::new();
+    for set in ["bounding", "effective", "permitted"] {
+        bundle.config_mut()["process"]["capabilities"][set] = json!(["CAP_SYS_RESOURCE"]);
+    }
+    bundle.write_config();
+    let rt = Runtime::new();
+    let out = rt.create(&bundle, &[]);
+    assert_failure(&out, "create with a capability the runtime lacks");
+    assert!(
+        stderr_of(&out).contains("process.capabilities"),
+        "{}",
+        stderr_of(&out)
+    );
+    rt.assert_no_leftovers(&bundle);
+}

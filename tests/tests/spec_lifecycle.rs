@@ -383,7 +383,7 @@ fn hooks_read_the_container_state_on_stdin() {
 /// The validation program hooks_stdin wants `created` in the prestart hook's state; runvm
 /// still says `creating` there (process/launch.rs, run_create_hooks).
 #[test]
-#[ignore = "runvm bug: prestart hooks are told status \"creating\"; hooks_stdin wants \"created\""]
+
 fn prestart_hook_sees_status_created() {
     if !require_root() {
         return;

@@ -49,24 +49,47 @@ fn same_namespace(a: &str, b: &str) -> bool {
     }
 }
 
-/// The container's namespaces that differ from ours, opened now (while init is verified alive).
-fn open_namespaces(pid: i32) -> Result<(Option<File>, Vec<(LinuxNamespaceType, File)>), Error> {
+/// The container's namespaces that differ from ours: its pid namespace (joined by the cli) and
+/// the rest in join order (joined by the child).
+struct ContainerNamespaces {
+    pid: Option<File>,
+    others: Vec<(LinuxNamespaceType, File)>,
+}
+
+/// Opens the namespaces of init `pid` (while init is verified alive).
+fn open_namespaces(pid: i32) -> Result<ContainerNamespaces, Error> {
     let open = |name: &str| {
         let path = format!("/proc/{pid}/ns/{name}");
         File::open(&path).map_err(|e| Error::Setup(format!("{path}: {e}")))
     };
-    let differs = |name: &str| !same_namespace(&format!("/proc/{pid}/ns/{name}"), &format!("/proc/self/ns/{name}"));
-    let pid_ns = if differs("pid") { Some(open("pid")?) } else { None };
+    let differs = |name: &str| {
+        !same_namespace(
+            &format!("/proc/{pid}/ns/{name}"),
+            &format!("/proc/self/ns/{name}"),
+        )
+    };
+    let pid_ns = if differs("pid") {
+        Some(open("pid")?)
+    } else {
+        None
+    };
     let mut joins = Vec::new();
     for (typ, name) in JOIN_ORDER {
         if differs(name) {
             joins.push((typ, open(name)?));
         }
     }
-    Ok((pid_ns, joins))
+    Ok(ContainerNamespaces {
+        pid: pid_ns,
+        others: joins,
+    })
 }
 
-pub fn exec(dir: &ContainerDir, state: &ContainerState, opts: &ExecOptions) -> Result<Launched, Error> {
+pub fn exec(
+    dir: &ContainerDir,
+    state: &ContainerState,
+    opts: &ExecOptions,
+) -> Result<Launched, Error> {
     let cgroup = super::cgroup_of(state)?;
     let status = live_status(state, dir, || cgroup.is_frozen().unwrap_or(false));
     if status != Status::Running && status != Status::Created {
@@ -86,16 +109,24 @@ pub fn exec(dir: &ContainerDir, state: &ContainerState, opts: &ExecOptions) -> R
     let init_fd = pidfd_open(state.pid)
         .filter(|_| proc_start_time(state.pid).is_some_and(|(t, _)| t == state.pid_start_time))
         .ok_or_else(|| Error::Setup(format!("container {} has no live init", state.id)))?;
-    let (pid_ns, namespaces) = open_namespaces(state.pid)?;
+    let ContainerNamespaces {
+        pid: pid_ns,
+        others: namespaces,
+    } = open_namespaces(state.pid)?;
     if crate::hooks::has_exited(&init_fd) {
         return Err(Error::Setup(format!("container {} stopped", state.id)));
     }
 
     let console = match (&opts.console_stream, &opts.console_socket) {
-        (Some(stream), _) => Some(stream.try_clone().map_err(|e| Error::Setup(format!("console stream: {e}")))?),
-        (None, Some(p)) => Some(UnixStream::connect(p).map_err(|e| {
-            Error::Setup(format!("--console-socket {}: {e}", p.display()))
-        })?),
+        (Some(stream), _) => Some(
+            stream
+                .try_clone()
+                .map_err(|e| Error::Setup(format!("console stream: {e}")))?,
+        ),
+        (None, Some(p)) => Some(
+            UnixStream::connect(p)
+                .map_err(|e| Error::Setup(format!("--console-socket {}: {e}", p.display())))?,
+        ),
         (None, None) => None,
     };
     let (cli_chan, child_chan) =
@@ -128,7 +159,11 @@ pub fn exec(dir: &ContainerDir, state: &ContainerState, opts: &ExecOptions) -> R
     let result = cgroup
         .add_task(pid)
         .map_err(Error::from)
-        .and_then(|()| cli_chan.send(&Msg::Go(pid)).map_err(|e| Error::Setup(format!("channel: {e}"))))
+        .and_then(|()| {
+            cli_chan
+                .send(&Msg::Go(pid))
+                .map_err(|e| Error::Setup(format!("channel: {e}")))
+        })
         .and_then(|()| match cli_chan.recv() {
             // The channel closes on a successful execve (close-on-exec).
             Ok(None) => Ok(()),

@@ -43,6 +43,14 @@ pub fn start(dir: &ContainerDir, state: &mut ContainerState) -> Result<(), Error
     // program runs (or init died).
     let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::empty())];
     while let Err(nix::errno::Errno::EINTR) = poll(&mut fds, PollTimeout::NONE) {}
+    // Init writes init.err when it fails between `start` and execve (credentials, seccomp,
+    // startContainer hooks); empty means the program was exec'd.
+    let failure = std::fs::read_to_string(dir.path().join("init.err")).unwrap_or_default();
+    if !failure.is_empty() {
+        return Err(Error::Setup(format!(
+            "container init failed after start: {failure}"
+        )));
+    }
     state.status = Status::Running;
     dir.save(state)?;
     let json = crate::hooks::state_json_of(state, Status::Running);

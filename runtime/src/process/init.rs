@@ -3,9 +3,10 @@
 //!
 //! Order (each step needs the one before):
 //! 1. wait for the cli's `Go` (cgroups joined, id maps written)
-//! 2. namespaces: become root of a new user ns, join paths, new cgroup ns, new time ns
+//! 2. namespaces: join paths, new cgroup ns, new time ns
 //! 3. sysctls, hostname, oom_score_adj, keyring (in the container's namespaces, before pivot)
-//! 4. rootfs mounts; cli runs prestart + createRuntime hooks; createContainer hooks here
+//! 4. rootfs self-bind, root of a new user ns, rootfs mounts; cli runs prestart +
+//!    createRuntime hooks; createContainer hooks here
 //! 5. pivot_root, masked/readonly paths, console, cwd, rlimits, program lookup -> `Ready`
 //! 6. wait on exec.fifo for `start`; startContainer hooks
 //! 7. personality, credentials, capabilities, no_new_privs, seccomp -> execve
@@ -47,6 +48,9 @@ pub struct InitPlan<'a> {
     pub preserve_fds: u32,
     /// Descriptors of the cli that init must not keep (the state-dir lock).
     pub close_fds: Vec<RawFd>,
+    /// `init.err` in the state dir (close-on-exec): where a failure after `Ready` is written
+    /// for `start` to report, since the cli that created init is gone by then.
+    pub error_fd: RawFd,
 }
 
 /// Runs init to the end. Never returns: execs the user's program or exits.
@@ -55,8 +59,10 @@ pub fn run(mut plan: InitPlan, chan: Channel) -> ! {
         Ok(()) => unreachable_exec(&plan),
         Err(e) => e,
     };
-    // Before Ready the cli reports the error; after it, stderr is all that is left.
+    // Before Ready the cli reports the error; after it, `start` reads init.err.
     if chan.send(&Msg::Error(err.clone())).is_err() {
+        // SAFETY: a write of our own buffer to the error file descriptor the cli opened for us.
+        unsafe { libc::write(plan.error_fd, err.as_ptr().cast(), err.len()) };
         eprintln!("runvm init: {err}");
     }
     // SAFETY: _exit ends this process without running the cli's atexit handlers or destructors.
@@ -120,7 +126,13 @@ fn setup(plan: &mut InitPlan, chan: &Channel) -> Result<(), String> {
         cgroup_sources: std::mem::take(&mut plan.cgroup_sources),
         shared_mount_ns: plan.ns.shares_host_mounts(),
     };
-    rootfs::prepare(&rootfs_plan).map_err(|e| e.to_string())?;
+    let root = rootfs::bind_root(&rootfs_plan).map_err(|e| e.to_string())?;
+    // From here on nothing is looked up through the bundle path, so init can take its
+    // container ids now (files it creates must belong to mapped ids in the new namespace).
+    if plan.ns.new_user {
+        become_userns_root()?;
+    }
+    rootfs::mount_all(&rootfs_plan, &root).map_err(|e| e.to_string())?;
 
     chan.send(&Msg::Hooks)
         .map_err(|e| format!("init: channel: {e}"))?;
@@ -134,8 +146,7 @@ fn setup(plan: &mut InitPlan, chan: &Channel) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
 
-    rootfs::pivot(plan.rootfs, plan.no_pivot, plan.ns.shares_host_mounts())
-        .map_err(|e| e.to_string())?;
+    rootfs::pivot(&root, plan.no_pivot, plan.ns.shares_host_mounts()).map_err(|e| e.to_string())?;
     rootfs::finish(spec).map_err(|e| e.to_string())?;
 
     let terminal = process.and_then(|p| p.terminal()).unwrap_or(false);
@@ -224,16 +235,19 @@ fn expect(chan: &Channel, want: Msg) -> Result<(), String> {
     }
 }
 
+/// Becomes root of the new user namespace (container uid/gid 0, which the cli mapped).
+///
+/// Done only after the rootfs is built: until then init keeps the host ids it was cloned with,
+/// so it can still reach a rootfs inside a bundle directory only the host's root may enter
+/// (e.g. a 0700 temp dir); it holds every capability of the new namespace either way.
+fn become_userns_root() -> Result<(), String> {
+    setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+        .map_err(|e| format!("linux.gidMappings: setresgid(0) in the new user namespace: {e}"))?;
+    setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+        .map_err(|e| format!("linux.uidMappings: setresuid(0) in the new user namespace: {e}"))
+}
+
 fn enter_namespaces(ns: &NamespacePlan) -> Result<(), String> {
-    if ns.new_user {
-        // The cli mapped ids; become root of the new namespace (maps container 0).
-        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(|e| {
-            format!("linux.gidMappings: setresgid(0) in the new user namespace: {e}")
-        })?;
-        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(|e| {
-            format!("linux.uidMappings: setresuid(0) in the new user namespace: {e}")
-        })?;
-    }
     for (typ, path) in &ns.joins {
         namespaces::join(*typ, path)?;
     }

@@ -11,13 +11,13 @@ use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
 use runvm_oci::Bundle;
 
 use super::channel::{self, Msg};
+use super::credentials::Credentials;
 use super::exec::ExecPlan;
 use super::init::{self, InitPlan};
 use super::{clone3, Forked};
 use crate::cgroups::CgroupManager;
 use crate::container::ContainerDir;
 use crate::hooks;
-use super::credentials::Credentials;
 use crate::namespaces::{self, NamespacePlan};
 
 pub struct LaunchRequest<'a> {
@@ -92,8 +92,12 @@ pub fn launch(req: &LaunchRequest) -> Result<Launched, String> {
             .and_then(|l| l.namespaces().as_deref())
             .unwrap_or_default(),
     )?;
-    let credentials =
-        Credentials::prepare(process, linux.and_then(|l| l.seccomp().as_ref()))?;
+    let credentials = Credentials::prepare(process, linux.and_then(|l| l.seccomp().as_ref()))?;
+    if !ns.new_user {
+        // Without a user namespace the container can only hold what runvm holds: say so now
+        // rather than have init fail after `start`.
+        crate::identity::CapsPlan::from_spec(process.capabilities().as_ref())?.check_grantable()?;
+    }
     let exec = ExecPlan::from_process(process)?;
 
     let fifo_path = req.dir.fifo_path();
@@ -106,6 +110,9 @@ pub fn launch(req: &LaunchRequest) -> Result<Launched, String> {
         .write(true)
         .open(&fifo_path)
         .map_err(|e| format!("{}: {e}", fifo_path.display()))?;
+    let error_path = req.dir.path().join("init.err");
+    let error_file =
+        std::fs::File::create(&error_path).map_err(|e| format!("{}: {e}", error_path.display()))?;
     let console = match (req.console_stream, req.console_socket) {
         (Some(stream), _) => Some(
             stream
@@ -144,6 +151,7 @@ pub fn launch(req: &LaunchRequest) -> Result<Launched, String> {
                 console_fd: console.as_ref().map(|c| c.as_raw_fd()),
                 preserve_fds: req.preserve_fds,
                 close_fds: vec![req.dir.lock_fd()],
+                error_fd: error_file.as_raw_fd(),
             };
             init::run(plan, init_chan)
         }
@@ -151,6 +159,7 @@ pub fn launch(req: &LaunchRequest) -> Result<Launched, String> {
     };
     drop(init_chan);
     drop(fifo);
+    drop(error_file);
     drop(console);
     let mut guard = InitGuard {
         pid,
@@ -182,10 +191,13 @@ pub fn launch(req: &LaunchRequest) -> Result<Launched, String> {
 /// prestart (deprecated, still honoured) then createRuntime, in the runtime's namespaces.
 fn run_create_hooks(spec: &Spec, req: &LaunchRequest, pid: i32) -> Result<(), String> {
     let Some(h) = spec.hooks() else { return Ok(()) };
+    // prestart is the legacy "before the program starts" hook: it is told "created", the
+    // status runtime-tools' hooks_stdin expects of it; createRuntime sees "creating".
+    let created = hooks::state_json(spec, req.id, "created", pid, &req.bundle.dir);
     let state = hooks::state_json(spec, req.id, "creating", pid, &req.bundle.dir);
     #[allow(deprecated)]
     let prestart = h.prestart().as_deref().unwrap_or_default();
-    hooks::run_hooks("prestart", prestart, &state).map_err(|e| e.to_string())?;
+    hooks::run_hooks("prestart", prestart, &created).map_err(|e| e.to_string())?;
     let create_runtime = h.create_runtime().as_deref().unwrap_or_default();
     hooks::run_hooks("createRuntime", create_runtime, &state).map_err(|e| e.to_string())
 }

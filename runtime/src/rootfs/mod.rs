@@ -62,12 +62,44 @@ struct Ctx<'a> {
 
 /// Before pivot_root: propagation of "/", the rootfs bound onto itself, every config mount in
 /// order, then /dev.
-pub fn prepare(plan: &RootfsPlan) -> Result<(), RootfsError> {
+pub fn prepare(plan: &RootfsPlan) -> Result<PreparedRoot, RootfsError> {
+    let root = bind_root(plan)?;
+    mount_all(plan, &root)?;
+    Ok(root)
+}
+
+/// The rootfs bound onto itself, held from [`bind_root`] to [`pivot`] as an O_PATH descriptor:
+/// everything after the bind resolves through it, never through the bundle's path again.
+#[derive(Debug)]
+pub struct PreparedRoot {
+    fd: OwnedFd,
+    path: std::path::PathBuf,
+}
+
+/// Step one of [`prepare`]: propagation of "/" and the self-bind of the rootfs. The only step
+/// that looks the rootfs up by path, so a caller can run it with ids that may enter the bundle
+/// (a new user namespace's init still has the host's root ids here).
+pub fn bind_root(plan: &RootfsPlan) -> Result<PreparedRoot, RootfsError> {
     propagation::prepare_root(plan.spec, plan.rootfs, plan.shared_mount_ns)?;
     // Opened after the self-bind, so what follows is mounted on the bind that pivot_root moves.
-    let root = resolve::open_host_dir(plan.rootfs).map_err(|e| RootfsError::Root {
+    let fd = resolve::open_host_dir(plan.rootfs).map_err(|e| RootfsError::Root {
         path: plan.rootfs.display().to_string(),
         failure: Failure::sys("open the rootfs", e),
+    })?;
+    Ok(PreparedRoot {
+        fd,
+        path: plan.rootfs.to_path_buf(),
+    })
+}
+
+/// Step two of [`prepare`]: every config mount in order, then /dev.
+pub fn mount_all(plan: &RootfsPlan, prepared: &PreparedRoot) -> Result<(), RootfsError> {
+    let root = prepared.fd.try_clone().map_err(|e| RootfsError::Root {
+        path: plan.rootfs.display().to_string(),
+        failure: Failure::sys(
+            "duplicate the rootfs descriptor",
+            nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)),
+        ),
     })?;
     let ctx = Ctx {
         root,
@@ -112,8 +144,12 @@ fn mount_error(index: usize, m: &oci_spec::runtime::Mount, failure: Failure) -> 
 
 /// Makes `rootfs` the process's root: pivot_root, or MS_MOVE + chroot when `no_pivot`, or a
 /// plain chroot in the host's mount namespace (where moving mounts would change the host).
-pub fn pivot(rootfs: &Path, no_pivot: bool, shared_mount_ns: bool) -> Result<(), RootfsError> {
-    pivot::pivot(rootfs, no_pivot, shared_mount_ns)
+pub fn pivot(
+    root: &PreparedRoot,
+    no_pivot: bool,
+    shared_mount_ns: bool,
+) -> Result<(), RootfsError> {
+    pivot::pivot(&root.fd, &root.path, no_pivot, shared_mount_ns)
 }
 
 /// Undoes the mounts of a container that shared the host's mount namespace: everything it

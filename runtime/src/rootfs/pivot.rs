@@ -5,15 +5,23 @@ use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
 use nix::unistd::{chdir, chroot, fchdir, pivot_root};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
-pub fn pivot(rootfs: &Path, no_pivot: bool, shared_mount_ns: bool) -> Result<(), RootfsError> {
+/// `root` is the rootfs self-bind (an O_PATH fd): entering it by descriptor needs no lookup
+/// through the bundle path, which init may no longer be allowed to traverse.
+pub fn pivot(
+    root: &OwnedFd,
+    rootfs: &Path,
+    no_pivot: bool,
+    shared_mount_ns: bool,
+) -> Result<(), RootfsError> {
     let result = if shared_mount_ns {
-        chroot_only(rootfs)
+        chroot_only(root)
     } else if no_pivot {
-        move_and_chroot(rootfs)
+        move_and_chroot(root)
     } else {
-        pivot_here(rootfs)
+        pivot_here(root)
     };
     result.map_err(|failure| RootfsError::Pivot {
         path: rootfs.display().to_string(),
@@ -23,11 +31,10 @@ pub fn pivot(rootfs: &Path, no_pivot: bool, shared_mount_ns: bool) -> Result<(),
 
 /// pivot_root(".", ".") stacks the old root on top of the new one, so no put_old directory is
 /// needed inside the rootfs; the old root is then detached from where we stand.
-fn pivot_here(rootfs: &Path) -> Result<(), Failure> {
+fn pivot_here(new_root: &OwnedFd) -> Result<(), Failure> {
     let dir_flags = OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC;
     let old_root = open("/", dir_flags, Mode::empty()).map_err(step("open /"))?;
-    let new_root = open(rootfs, dir_flags, Mode::empty()).map_err(step("open the rootfs"))?;
-    fchdir(&new_root).map_err(step("chdir into the rootfs"))?;
+    fchdir(new_root).map_err(step("chdir into the rootfs"))?;
     pivot_root(".", ".").map_err(step("pivot_root"))?;
     fchdir(&old_root).map_err(step("chdir into the old root"))?;
     // Unmounting must not propagate to the host's mounts.
@@ -39,17 +46,17 @@ fn pivot_here(rootfs: &Path) -> Result<(), Failure> {
 
 /// In the host's mount namespace neither pivot_root nor MS_MOVE may be used: both would change
 /// the host's own root. A chroot changes only this process.
-fn chroot_only(rootfs: &Path) -> Result<(), Failure> {
-    chdir(rootfs).map_err(step("chdir into the rootfs"))?;
+fn chroot_only(root: &OwnedFd) -> Result<(), Failure> {
+    fchdir(root).map_err(step("chdir into the rootfs"))?;
     chroot(".").map_err(step("chroot"))?;
     chdir("/").map_err(step("chdir /"))
 }
 
 /// For roots pivot_root cannot handle (e.g. an initramfs): move the rootfs mount over "/" and
 /// chroot into it. Weaker than pivot_root (the old root stays reachable to CAP_SYS_CHROOT).
-fn move_and_chroot(rootfs: &Path) -> Result<(), Failure> {
-    chdir(rootfs).map_err(step("chdir into the rootfs"))?;
-    mount::<_, _, str, str>(Some(rootfs), "/", None, MsFlags::MS_MOVE, None)
+fn move_and_chroot(root: &OwnedFd) -> Result<(), Failure> {
+    fchdir(root).map_err(step("chdir into the rootfs"))?;
+    mount::<_, _, str, str>(Some("."), "/", None, MsFlags::MS_MOVE, None)
         .map_err(step("move the rootfs mount onto /"))?;
     chroot(".").map_err(step("chroot"))?;
     chdir("/").map_err(step("chdir /"))

@@ -170,7 +170,7 @@ fn mounts_land_with_their_flags_and_pivot_hides_the_host() {
     let rootfs = fx.rootfs.clone();
     let tmpdir = fx.dir.path().to_path_buf();
     in_child(|| {
-        prepare(&fx.plan(&spec)).map_err(|e| e.to_string())?;
+        let root = prepare(&fx.plan(&spec)).map_err(|e| e.to_string())?;
         let (opts, fstype, sup) = mount_at(&rootfs.join("tmp")).ok_or("no mount at /tmp")?;
         expect(fstype == "tmpfs", || format!("/tmp fstype {fstype}"))?;
         expect(has_opt(&opts, "nosuid") && has_opt(&opts, "nodev"), || {
@@ -186,7 +186,7 @@ fn mounts_land_with_their_flags_and_pivot_hides_the_host() {
             fs::read_to_string(rootfs.join("etc/new/hostfile")).map_err(|e| e.to_string())?;
         expect(file == "file", || format!("bound file reads {file:?}"))?;
 
-        pivot(&rootfs, false, false).map_err(|e| e.to_string())?;
+        pivot(&root, false, false).map_err(|e| e.to_string())?;
         finish(&spec).map_err(|e| e.to_string())?;
         let hello = fs::read_to_string("/data/hello").map_err(|e| e.to_string())?;
         expect(hello == "hi", || format!("/data/hello reads {hello:?}"))?;
@@ -432,8 +432,8 @@ fn masked_and_readonly_paths() {
         }
     }));
     in_child(|| {
-        prepare(&fx.plan(&spec)).map_err(|e| e.to_string())?;
-        pivot(&fx.rootfs, false, false).map_err(|e| e.to_string())?;
+        let root = prepare(&fx.plan(&spec)).map_err(|e| e.to_string())?;
+        pivot(&root, false, false).map_err(|e| e.to_string())?;
         finish(&spec).map_err(|e| e.to_string())?;
         let secret = fs::read_to_string("/etc/secret").map_err(|e| e.to_string())?;
         expect(secret.is_empty(), || {
@@ -464,8 +464,8 @@ fn readonly_root_with_chroot_instead_of_pivot() {
         "linux": {"rootfsPropagation": "private"}
     }));
     in_child(|| {
-        prepare(&fx.plan(&spec)).map_err(|e| e.to_string())?;
-        pivot(&fx.rootfs, true, false).map_err(|e| e.to_string())?;
+        let root = prepare(&fx.plan(&spec)).map_err(|e| e.to_string())?;
+        pivot(&root, true, false).map_err(|e| e.to_string())?;
         finish(&spec).map_err(|e| e.to_string())?;
         let marker = fs::read_to_string("/etc/marker").map_err(|e| e.to_string())?;
         expect(marker == "container", || {
@@ -600,7 +600,7 @@ fn user_namespace_binds_devices_and_keeps_locked_flags() {
         enter_userns()?;
         let mut plan = fx.plan(&spec);
         plan.in_new_userns = true;
-        prepare(&plan).map_err(|e| e.to_string())?;
+        let root = prepare(&plan).map_err(|e| e.to_string())?;
         check_char_device(&rootfs.join("dev/null"), 1, 3, 0o666)?;
         let (opts, _, _) = mount_at(&rootfs.join("dev/null")).ok_or("/dev/null not bound")?;
         expect(!opts.is_empty(), || "no options".into())?;
@@ -609,7 +609,7 @@ fn user_namespace_binds_devices_and_keeps_locked_flags() {
         expect(rootfs.join("sys/kernel").exists(), || {
             "/sys has no kernel dir".into()
         })?;
-        pivot(&rootfs, false, false).map_err(|e| e.to_string())?;
+        pivot(&root, false, false).map_err(|e| e.to_string())?;
         finish(&spec).map_err(|e| e.to_string())?;
         write_fails_with(Path::new("/ro/x"), libc::EROFS)?;
         let (opts, _, _) = mount_at(Path::new("/ro")).ok_or("no /ro mount")?;
@@ -714,7 +714,6 @@ fn default_oci_config_sets_up_a_complete_container() {
     // oci-spec's defaults: proc, /dev tmpfs, devpts, shm, mqueue, sysfs ro, cgroup ro,
     // the usual masked and read-only paths, and a read-only root.
     let spec = Spec::default();
-    let rootfs = fx.rootfs.clone();
     in_child(|| {
         // proc must belong to a PID namespace of its own: run as its PID 1.
         unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("unshare pid: {e}"))?;
@@ -726,8 +725,8 @@ fn default_oci_config_sets_up_a_complete_container() {
                 fstype: "cgroup".into(),
                 options: "memory".into(),
             }];
-            prepare(&plan).map_err(|e| e.to_string())?;
-            pivot(&rootfs, false, false).map_err(|e| e.to_string())?;
+            let root = prepare(&plan).map_err(|e| e.to_string())?;
+            pivot(&root, false, false).map_err(|e| e.to_string())?;
             finish(&spec).map_err(|e| e.to_string())?;
             let timers = fs::read("/proc/timer_list").map_err(|e| format!("timer_list: {e}"))?;
             expect(timers.is_empty(), || {
