@@ -147,7 +147,7 @@ fn list(store: &Store, format: ListFormat, quiet: bool) -> Result<()> {
                     "{:<20} {:<8} {:<10} {:<40} {:<32} {}",
                     c.state.id,
                     v["pid"].to_string(),
-                    c.status,
+                    c.status.to_string(),
                     c.state.bundle.display(),
                     c.state.created,
                     v["owner"].as_str().unwrap_or("")

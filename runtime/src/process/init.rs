@@ -205,7 +205,12 @@ fn setup(plan: &mut InitPlan, chan: &Channel) -> Result<(), String> {
     // Rust ignores SIGPIPE; execve keeps ignored signals ignored, so restore the default.
     // SAFETY: setting a default disposition installs no handler code.
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
-    Err(plan.exec.exec(&program))
+    let failure = plan.exec.exec(&program);
+    // `start` has already returned success when execve itself fails: report it the way a shell
+    // reports a program it cannot run, on stderr with status 127, like a program that exits.
+    eprintln!("runvm: {failure}");
+    // SAFETY: _exit ends init without running the cli's destructors.
+    unsafe { libc::_exit(127) }
 }
 
 /// startContainer hooks resolve inside the container: a missing one fails `create`, not `start`.
