@@ -110,6 +110,41 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
+/// runc's `update` flags; `--resources` gives a whole linux.resources document instead.
+#[derive(Debug, clap::Args)]
+pub struct UpdateArgs {
+    /// A JSON linux.resources document, or "-" for standard input.
+    #[arg(long, short)]
+    pub resources: Option<PathBuf>,
+    /// Memory limit (bytes, or with a k/m/g suffix; -1 for none).
+    #[arg(long, short)]
+    pub memory: Option<String>,
+    #[arg(long)]
+    pub memory_reservation: Option<String>,
+    /// Memory plus swap limit.
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    #[arg(long)]
+    pub cpu_quota: Option<i64>,
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    #[arg(long = "cpu-share")]
+    pub cpu_shares: Option<u64>,
+    #[arg(long)]
+    pub cpu_rt_runtime: Option<i64>,
+    #[arg(long)]
+    pub cpu_rt_period: Option<u64>,
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
+    pub id: String,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a container; its process waits for `start`.
@@ -148,6 +183,28 @@ pub enum Command {
     },
     /// Run another process in a running container.
     Exec(ExecArgs),
+    /// Freeze every process of the container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// List the processes of a container.
+    Ps {
+        #[arg(long, short, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        id: String,
+    },
+    /// Change the resource limits of a container.
+    Update(UpdateArgs),
+    /// Print container statistics as JSON events (once with --stats, else every --interval).
+    Events {
+        /// Print the statistics once and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Time between statistics events.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+        id: String,
+    },
     /// List containers.
     #[command(alias = "ps-all")]
     List {

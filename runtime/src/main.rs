@@ -10,6 +10,7 @@ use runvm_runtime::lifecycle::{self, CreateOptions, Error};
 use runvm_runtime::{logging, selfexe};
 
 mod console_proxy;
+mod control_cmd;
 mod exec_cmd;
 mod foreground;
 mod run;
@@ -83,6 +84,32 @@ fn dispatch(cli: Cli) -> Result<u8> {
         Command::Exec(args) => {
             selfexe::ensure_sealed()?;
             exec_cmd::exec(&store, args)
+        }
+        Command::Pause { id } => {
+            let dir = store.open(&id)?;
+            lifecycle::pause(&dir, &dir.load()?)?;
+            Ok(0)
+        }
+        Command::Resume { id } => {
+            let dir = store.open(&id)?;
+            lifecycle::resume(&dir, &dir.load()?)?;
+            Ok(0)
+        }
+        Command::Ps { format, id } => {
+            control_cmd::ps(&store, &id, format)?;
+            Ok(0)
+        }
+        Command::Update(args) => {
+            control_cmd::update(&store, &args)?;
+            Ok(0)
+        }
+        Command::Events {
+            stats,
+            interval,
+            id,
+        } => {
+            control_cmd::events(&store, &id, stats, interval)?;
+            Ok(0)
         }
         Command::List { format, quiet } => {
             list(&store, format, quiet)?;

@@ -1,6 +1,7 @@
 //! The container lifecycle, one operation per file. The `runvm` CLI and (later) the shim call
 //! these; they print nothing themselves.
 
+mod control;
 mod create;
 mod delete;
 mod devices;
@@ -10,6 +11,7 @@ mod kill;
 mod start;
 mod state;
 
+pub use control::{pause, pids, resume, stats, update};
 pub use create::{create, CreateOptions, Created};
 pub use delete::delete;
 pub use error::Error;
