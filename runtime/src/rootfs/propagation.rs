@@ -63,19 +63,28 @@ pub fn prepare_root(spec: &Spec, rootfs: &Path, shared_mount_ns: bool) -> Result
         }
     })?;
 
-    let root_err = |failure| RootfsError::Root {
-        path: rootfs.display().to_string(),
-        failure,
-    };
-    let parent = parent_mount_point(rootfs).map_err(root_err)?;
+    let root_err = root_error(rootfs);
+    let parent = parent_mount_point(rootfs).map_err(&root_err)?;
     if parent.shared {
         mount::<str, _, str, str>(None, &parent.path, None, MsFlags::MS_PRIVATE, None)
             .map_err(step(format!(
                 "make parent mount {} private",
                 parent.path.display()
             )))
-            .map_err(root_err)?;
+            .map_err(&root_err)?;
     }
+    bind_self(rootfs)
+}
+
+fn root_error(rootfs: &Path) -> impl Fn(Failure) -> RootfsError + '_ {
+    move |failure| RootfsError::Root {
+        path: rootfs.display().to_string(),
+        failure,
+    }
+}
+
+/// Binds the rootfs onto itself (recursively), making it a mount point of its own.
+fn bind_self(rootfs: &Path) -> Result<(), RootfsError> {
     mount::<_, _, str, str>(
         Some(rootfs),
         rootfs,
@@ -84,23 +93,11 @@ pub fn prepare_root(spec: &Spec, rootfs: &Path, shared_mount_ns: bool) -> Result
         None,
     )
     .map_err(step("bind the rootfs onto itself"))
-    .map_err(root_err)
+    .map_err(root_error(rootfs))
 }
 
 fn bind_private(rootfs: &Path) -> Result<(), RootfsError> {
-    let root_err = |failure| RootfsError::Root {
-        path: rootfs.display().to_string(),
-        failure,
-    };
-    mount::<_, _, str, str>(
-        Some(rootfs),
-        rootfs,
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None,
-    )
-    .map_err(step("bind the rootfs onto itself"))
-    .map_err(root_err)?;
+    bind_self(rootfs)?;
     mount::<str, _, str, str>(
         None,
         rootfs,
@@ -109,7 +106,7 @@ fn bind_private(rootfs: &Path) -> Result<(), RootfsError> {
         None,
     )
     .map_err(step("make the rootfs bind private"))
-    .map_err(root_err)
+    .map_err(root_error(rootfs))
 }
 
 /// Detaches the self-bind of `rootfs` (and all below it) until `rootfs` is no mount point.
