@@ -35,6 +35,10 @@ pub fn live_status(
     if !init_alive(state) {
         return Status::Stopped;
     }
+    // Only seen when a create was interrupted (it holds the lock until it finishes).
+    if state.status == Status::Creating {
+        return Status::Creating;
+    }
     if dir.fifo_path().exists() {
         return Status::Created;
     }

@@ -10,6 +10,7 @@ use runvm_oci::{load_bundle, validate_id, ContainerState, HookSet, Status};
 use super::Error;
 use crate::cgroups::{self, CgroupManager};
 use crate::container::{proc_start_time, ContainerDir, Store};
+use crate::fault;
 use crate::process::launch::{launch, LaunchRequest, Launched};
 
 #[derive(Debug, Clone, Default)]
@@ -79,37 +80,24 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, Error> {
         cgroup: None,
         host_rootfs: None,
     };
+    fault::point("create:after-state-dir");
     cgroup.create()?;
     undo.cgroup = Some(cgroup.clone());
-    let resources = super::devices::with_default_devices(
-        &bundle.spec,
-        linux.and_then(|l| l.resources().as_ref()),
-    );
-    cgroup.apply(&resources)?;
-
     let dir = undo
         .dir
         .as_ref()
         .ok_or_else(|| Error::Setup("state dir lost".into()))?;
-    let init = launch(&LaunchRequest {
-        bundle: &bundle,
-        id: &opts.id,
-        dir,
-        cgroup: &cgroup,
-        console_socket: opts.console_socket.as_deref(),
-        console_stream: opts.console_stream.as_deref(),
-        no_pivot: opts.no_pivot,
-        no_new_keyring: opts.no_new_keyring,
-        preserve_fds: opts.preserve_fds,
-    })?;
 
+    // Recorded before anything else can outlive this process (cgroup, init, host mounts), and
+    // again once init exists: a create killed at any point leaves a state that `delete --force`
+    // can clean up from.
     let hooks = bundle.spec.hooks().as_ref();
-    let state = ContainerState {
+    let mut state = ContainerState {
         oci_version: bundle.spec.version().clone(),
         id: opts.id.clone(),
-        status: Status::Created,
-        pid: init.pid,
-        pid_start_time: proc_start_time(init.pid).map_or(0, |(start, _)| start),
+        status: Status::Creating,
+        pid: 0,
+        pid_start_time: 0,
         bundle: bundle.dir.clone(),
         rootfs: bundle.rootfs.clone(),
         annotations: bundle.spec.annotations().clone().unwrap_or_default(),
@@ -128,6 +116,42 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, Error> {
         },
         rootfs_mounted_on_host: shares_host_mounts,
     };
+    dir.save(&state)?;
+    fault::point("create:after-cgroup");
+    let resources = super::devices::with_default_devices(
+        &bundle.spec,
+        linux.and_then(|l| l.resources().as_ref()),
+    );
+    cgroup.apply(&resources)?;
+    if shares_host_mounts {
+        undo.host_rootfs = Some(bundle.rootfs.clone());
+    }
+
+    let record_init = |pid: i32| -> Result<(), String> {
+        let mut spawned = state.clone();
+        spawned.pid = pid;
+        spawned.pid_start_time = proc_start_time(pid).map_or(0, |(start, _)| start);
+        dir.save(&spawned).map_err(|e| e.to_string())?;
+        fault::point("create:after-clone");
+        Ok(())
+    };
+    let init = launch(&LaunchRequest {
+        bundle: &bundle,
+        id: &opts.id,
+        dir,
+        cgroup: &cgroup,
+        console_socket: opts.console_socket.as_deref(),
+        console_stream: opts.console_stream.as_deref(),
+        no_pivot: opts.no_pivot,
+        no_new_keyring: opts.no_new_keyring,
+        preserve_fds: opts.preserve_fds,
+        on_spawned: &record_init,
+    })?;
+    fault::point("create:after-ready");
+
+    state.status = Status::Created;
+    state.pid = init.pid;
+    state.pid_start_time = proc_start_time(init.pid).map_or(0, |(start, _)| start);
     let recorded = dir
         .save(&state)
         .map_err(Error::from)

@@ -30,6 +30,9 @@ pub struct LaunchRequest<'a> {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// Called with init's pid right after clone, before init does anything (create records
+    /// it, so an interrupted create can be cleaned up).
+    pub on_spawned: &'a dyn Fn(i32) -> Result<(), String>,
 }
 
 /// A live init waiting for `start`.
@@ -165,6 +168,7 @@ pub fn launch(req: &LaunchRequest) -> Result<Launched, String> {
         pid,
         pidfd: Some(pidfd),
     };
+    (req.on_spawned)(pid)?;
 
     if ns.new_user {
         write_id_maps(pid, linux)?;
