@@ -1,0 +1,95 @@
+//! Races: many commands at once must end consistent, with nothing left behind.
+
+use std::thread;
+
+use runvm_tests::*;
+
+#[test]
+fn parallel_creates_of_one_id_let_exactly_one_win() {
+    if !require_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut bundles: Vec<BusyboxBundle> = (0..20).map(|_| BusyboxBundle::new()).collect();
+    for b in bundles.iter_mut() {
+        b.set_args(&["sleep", "1000"]);
+    }
+    let id = bundles[0].id().to_string();
+    rt.track(&id);
+    let wins = thread::scope(|s| {
+        let handles: Vec<_> = bundles
+            .iter()
+            .map(|b| {
+                let (rt, id) = (&rt, id.as_str());
+                s.spawn(move || {
+                    rt.run(&["create", "--bundle", b.path_str(), id])
+                        .status
+                        .success()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("create thread"))
+            .filter(|won| *won)
+            .count()
+    });
+    assert_eq!(wins, 1, "exactly one create of {id} must succeed");
+    assert_eq!(rt.state(&id)["status"], "created");
+    assert_success(&rt.delete_force(&id), "delete --force");
+    for b in &bundles {
+        rt.assert_no_leftovers(b);
+    }
+}
+
+#[test]
+fn parallel_lifecycles_all_succeed_and_leave_nothing() {
+    if !require_root() {
+        return;
+    }
+    const N: usize = 30;
+    let rt = Runtime::new();
+    let mut bundles: Vec<BusyboxBundle> = (0..N).map(|_| BusyboxBundle::new()).collect();
+    for b in bundles.iter_mut() {
+        b.set_args(&["sh", "-c", "exit 7"]);
+    }
+    thread::scope(|s| {
+        for b in &bundles {
+            let rt = &rt;
+            s.spawn(move || {
+                let out = rt.run_bundle(b);
+                assert_eq!(
+                    out.status.code(),
+                    Some(7),
+                    "{}: {}",
+                    b.id(),
+                    stderr_of(&out)
+                );
+            });
+        }
+    });
+    for b in &bundles {
+        rt.assert_no_leftovers(b);
+    }
+    rt.assert_root_empty();
+}
+
+#[test]
+fn kill_and_delete_racing_end_with_the_container_gone() {
+    if !require_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut bundle = BusyboxBundle::new();
+    bundle.set_args(&["sleep", "1000"]);
+    rt.create_ok(&bundle);
+    assert_success(&rt.start(bundle.id()), "start");
+    thread::scope(|s| {
+        s.spawn(|| rt.kill(bundle.id(), "KILL"));
+        s.spawn(|| rt.delete_force(bundle.id()));
+        s.spawn(|| rt.kill(bundle.id(), "TERM"));
+    });
+    // Whatever order they ran in, a final forced delete leaves nothing.
+    assert_success(&rt.delete_force(bundle.id()), "delete --force");
+    rt.assert_no_leftovers(&bundle);
+}
