@@ -19,7 +19,7 @@ def ms(seconds):
 
 
 def version(name):
-    cmd = {"runvm": ["target/release/runvm", "--version"]}.get(name, [name, "--version"])
+    cmd = {"runvm": ["target/x86_64-unknown-linux-gnu/release/runvm", "--version"]}.get(name, [name, "--version"])
     try:
         return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0]
     except Exception:

@@ -10,12 +10,12 @@ OUT=${OUT:-docs/perf.md}
 [ "$(id -u)" = 0 ] || { echo "benches/run.sh: run as root" >&2; exit 1; }
 RUNVM_WITH_PEERS=1 scripts/install-deps.sh
 command -v /usr/bin/time >/dev/null || apt-get -o DPkg::Lock::Timeout=300 install -y -q time
-cargo build --release -q -p runvm
+runvm=$(scripts/build-release.sh)
 
 work=$(mktemp -d /var/tmp/runvm-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 bundle=$work/bundle
-scripts/make-bundle.sh "$bundle" target/release/runvm -- true >/dev/null
+scripts/make-bundle.sh "$bundle" "$runvm" -- true >/dev/null
 # crun 1.8.1 refuses newer ociVersion values; every runtime gets the same config.
 python3 - "$bundle/config.json" <<'PY'
 import json, sys
@@ -32,7 +32,7 @@ WRAP
 chmod +x "$work/crun"
 
 declare -A RT=(
-  [runvm]="$PWD/target/release/runvm --root $work/root-runvm"
+  [runvm]="$runvm --root $work/root-runvm"
   [runc]="runc --root $work/root-runc"
   [crun]="$work/crun --root $work/root-crun"
 )
