@@ -73,6 +73,12 @@ mod tests {
         }
         for cap in strings(&f["linux"]["capabilities"]) {
             assert!(cap.parse::<caps::Capability>().is_ok(), "{cap}");
+            // The features schema's pattern for capability names: ^CAP_[A-Z_]+$.
+            let rest = cap.strip_prefix("CAP_").unwrap_or("");
+            assert!(
+                !rest.is_empty() && rest.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{cap} does not match ^CAP_[A-Z_]+$"
+            );
         }
     }
 
