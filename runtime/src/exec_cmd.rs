@@ -40,6 +40,7 @@ pub fn exec(store: &Store, args: ExecArgs) -> Result<u8> {
             .transpose()?,
         pid_file: args.pid_file.clone(),
         preserve_fds: args.preserve_fds,
+        stdio: None,
     };
     let launched = lifecycle::exec(&dir, &state, &opts)?;
     // The container stays reachable by other commands while this process runs.

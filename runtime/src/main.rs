@@ -144,6 +144,7 @@ fn create_options(args: CreateArgs) -> CreateOptions {
         no_pivot: args.no_pivot,
         no_new_keyring: args.no_new_keyring,
         preserve_fds: args.preserve_fds,
+        stdio: None,
     }
 }
 

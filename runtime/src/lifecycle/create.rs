@@ -24,6 +24,9 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// Descriptors for init's stdin, stdout and stderr (e.g. a shim's FIFOs); `None` keeps the
+    /// caller's own. The caller keeps them open until `create` returns.
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 
 /// A created container whose init waits for `start`. Holds the state-dir lock.
@@ -146,6 +149,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, Error> {
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: opts.preserve_fds,
         on_spawned: &record_init,
+        stdio: opts.stdio,
     })?;
     fault::point("create:after-ready");
 

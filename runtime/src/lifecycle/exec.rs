@@ -28,6 +28,8 @@ pub struct ExecOptions {
     pub console_stream: Option<Arc<UnixStream>>,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// Descriptors for the process's stdin, stdout and stderr; `None` keeps the caller's own.
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 
 /// Namespace types in the order the child joins them: user first, so the rest are entered with
@@ -148,6 +150,7 @@ pub fn exec(
                 console_fd: console.as_ref().map(|c| c.as_raw_fd()),
                 preserve_fds: opts.preserve_fds,
                 close_fds: vec![dir.lock_fd()],
+                stdio: opts.stdio,
             };
             join::run(plan, child_chan)
         }

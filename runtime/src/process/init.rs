@@ -48,6 +48,9 @@ pub struct InitPlan<'a> {
     pub preserve_fds: u32,
     /// Descriptors of the cli that init must not keep (the state-dir lock).
     pub close_fds: Vec<RawFd>,
+    /// Descriptors to become init's stdin, stdout and stderr (a shim passes containerd's FIFOs);
+    /// `None` keeps the cli's own.
+    pub stdio: Option<[RawFd; 3]>,
     /// `init.err` in the state dir (close-on-exec): where a failure after `Ready` is written
     /// for `start` to report, since the cli that created init is gone by then.
     pub error_fd: RawFd,
@@ -149,6 +152,9 @@ fn setup(plan: &mut InitPlan, chan: &Channel) -> Result<(), String> {
     rootfs::pivot(&root, plan.no_pivot, plan.ns.shares_host_mounts()).map_err(|e| e.to_string())?;
     rootfs::finish(spec).map_err(|e| e.to_string())?;
 
+    if let Some(stdio) = plan.stdio {
+        super::stdio::install(stdio)?;
+    }
     let terminal = process.and_then(|p| p.terminal()).unwrap_or(false);
     match (terminal, plan.console_fd) {
         (true, Some(sock)) => {

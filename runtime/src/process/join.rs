@@ -28,6 +28,8 @@ pub struct JoinPlan<'a> {
     pub console_fd: Option<RawFd>,
     pub preserve_fds: u32,
     pub close_fds: Vec<RawFd>,
+    /// Descriptors for the process's stdin, stdout and stderr; `None` keeps the cli's own.
+    pub stdio: Option<[RawFd; 3]>,
 }
 
 pub fn run(mut plan: JoinPlan, chan: Channel) -> ! {
@@ -65,6 +67,9 @@ fn setup(plan: &mut JoinPlan, chan: &Channel) -> Result<(), String> {
     }
     let cwd = plan.process.cwd();
     nix::unistd::chdir(cwd).map_err(|e| format!("process.cwd {}: {e}", cwd.display()))?;
+    if let Some(stdio) = plan.stdio {
+        super::stdio::install(stdio)?;
+    }
     let terminal = plan.process.terminal().unwrap_or(false);
     match (terminal, plan.console_fd) {
         (true, Some(sock)) => super::console::setup(sock, plan.process.console_size())?,

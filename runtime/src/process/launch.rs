@@ -33,6 +33,7 @@ pub struct LaunchRequest<'a> {
     /// Called with init's pid right after clone, before init does anything (create records
     /// it, so an interrupted create can be cleaned up).
     pub on_spawned: &'a dyn Fn(i32) -> Result<(), String>,
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 
 /// A live init waiting for `start`.
@@ -155,6 +156,7 @@ pub fn launch(req: &LaunchRequest) -> Result<Launched, String> {
                 preserve_fds: req.preserve_fds,
                 close_fds: vec![req.dir.lock_fd()],
                 error_fd: error_file.as_raw_fd(),
+                stdio: req.stdio,
             };
             init::run(plan, init_chan)
         }

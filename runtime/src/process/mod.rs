@@ -10,5 +10,6 @@ pub mod exec;
 pub mod init;
 pub mod join;
 pub mod launch;
+mod stdio;
 
 pub use clone::{clone3, Forked};
