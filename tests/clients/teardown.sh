@@ -57,7 +57,7 @@ stop_pidfile containerd "$dir/run/containerd.pid" 30
 
 # Shims outlive containerd when it dies with tasks running; ours name our socket in argv.
 for proc in /proc/[0-9]*; do
-	cmdline=$(tr '\0' ' ' <"$proc/cmdline" 2>/dev/null) || continue
+	cmdline=$({ tr '\0' ' ' <"$proc/cmdline"; } 2>/dev/null) || continue
 	if [[ $cmdline == *containerd-shim* && $cmdline == *"-address $dir/containerd/sock "* ]]; then
 		log "killing leftover shim ${proc#/proc/}"
 		kill -KILL "${proc#/proc/}" 2>/dev/null
