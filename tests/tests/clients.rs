@@ -278,6 +278,39 @@ fn podman_resources_user_and_init_reach_the_container() {
     );
 }
 
+/// podman writes `"capabilities": {}` for --cap-drop all: absent sets mean empty sets
+/// (runtime-spec; runc gives the process no capabilities at all).
+#[test]
+fn podman_cap_drop_all_leaves_no_capabilities() {
+    let Some(client) = Client::ready("podman") else {
+        return;
+    };
+    let _argv = client.argv_log();
+    let out = client.run(
+        "podman",
+        &[
+            "run",
+            "--rm",
+            "--cap-drop",
+            "all",
+            IMAGE,
+            "grep",
+            "^Cap",
+            "/proc/self/status",
+        ],
+    );
+    assert_success(&out, "podman run --cap-drop all");
+    for line in stdout_of(&out).lines() {
+        let (set, mask) = line.split_once(':').unwrap_or((line, ""));
+        assert_eq!(
+            mask.trim(),
+            "0000000000000000",
+            "{set} not empty with --cap-drop all"
+        );
+    }
+    assert_eq!(stdout_of(&out).lines().count(), 5, "{}", stdout_of(&out));
+}
+
 #[test]
 fn podman_stats_reads_the_container_cgroup() {
     let Some(client) = Client::ready("podman") else {
