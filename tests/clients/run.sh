@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds runvm, sets the clients up in a private directory, runs tests/tests/clients.rs against
+# them and always tears down. Extra arguments go to the test binary (e.g. a test-name filter).
+#
+#   tests/clients/run.sh [TEST_FILTER...]
+#
+# Env: RUNVM_CLIENTS_DIR (default /var/tmp/runvm-clients-$$; keep it short, sockets live
+# there), RUNVM_BIN (default target/debug/runvm, built here), KEEP=1 to skip the teardown.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$repo"
+dir=${RUNVM_CLIENTS_DIR:-/var/tmp/runvm-clients-$$}
+if [[ -z ${RUNVM_BIN:-} ]]; then
+	CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} cargo build -p runvm
+	RUNVM_BIN=$repo/target/debug/runvm
+fi
+[[ ${KEEP:-0} == 1 ]] || trap 'tests/clients/teardown.sh "$dir"' EXIT
+tests/clients/setup.sh "$dir" "$RUNVM_BIN"
+RUNVM_CLIENTS_DIR=$dir RUNVM_BIN=$RUNVM_BIN cargo test -p runvm-tests --test clients -- \
+	--test-threads=2 "$@"
+echo "run.sh: runtime calls: $dir/logs/argv.log"

@@ -1,0 +1,755 @@
+//! Real clients driving runvm as their OCI runtime: podman 4.3 (through conmon), containerd 1.6
+//! with ctr (through the io.containerd.runc.v2 shim and --runc-binary), dockerd 20.10 (through
+//! containerd, `--add-runtime runvm=...`). All offline, on the busybox image setup.sh builds.
+//!
+//! Needs tests/clients/setup.sh DIR and RUNVM_CLIENTS_DIR=DIR (tests/clients/run.sh does both
+//! and tears down); each test SKIPs when its client is missing or not set up.
+//! Tests named `pending_*` use runtime commands runvm does not have yet (pause, resume, ps,
+//! update): they SKIP while `runvm <command> --help` fails, and must pass once it works
+//! (RUNVM_CLIENTS_PENDING=1 runs them regardless).
+
+// The harness lives beside this file, in tests/tests/clients/, so Cargo does not build it as a test.
+#[path = "clients/harness.rs"]
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::{assert_exit, Client, IMAGE};
+use runvm_tests::{assert_success, stdout_of, unique_id};
+
+/// A loop that exits 0 on SIGTERM: PID 1 ignores signals it has no handler for, so a plain
+/// `sleep` would only prove that the client falls back to SIGKILL.
+const TERM_EXITS_0: &str = "trap 'exit 0' TERM; while :; do sleep 0.1; done";
+
+/// How long a stop may take when SIGTERM reached the container (clients wait 10 s before
+/// SIGKILL, so anything below proves the TERM path works).
+const STOP_BY_TERM: Duration = Duration::from_secs(8);
+
+/// Removes a container through its client on drop, so a failing test leaks nothing.
+struct Cleanup<'a> {
+    client: &'a Client,
+    tool: &'static str,
+    name: String,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let name = self.name.as_str();
+        match self.tool {
+            "ctr" => {
+                let _ = self
+                    .client
+                    .run("ctr", &["task", "kill", "-s", "SIGKILL", name]);
+                let _ = self.client.run("ctr", &["task", "delete", "--force", name]);
+                let _ = self.client.run("ctr", &["container", "delete", name]);
+            }
+            "podman" => {
+                let _ = self
+                    .client
+                    .run("podman", &["rm", "--force", "--time", "0", name]);
+            }
+            _ => {
+                let _ = self.client.run("docker", &["rm", "--force", name]);
+            }
+        }
+    }
+}
+
+fn cleanup<'a>(client: &'a Client, tool: &'static str, name: &str) -> Cleanup<'a> {
+    Cleanup {
+        client,
+        tool,
+        name: name.to_string(),
+    }
+}
+
+/// The container id a client wrote with --cidfile.
+fn read_cidfile(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cidfile {}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+/// Runs `script` in the container through `tool exec NAME` and returns its stdout.
+fn exec_stdout(client: &Client, tool: &str, name: &str, script: &str) -> String {
+    let out = client.run(tool, &["exec", name, "sh", "-c", script]);
+    assert_success(&out, &format!("{tool} exec {name} {script}"));
+    stdout_of(&out)
+}
+
+/// Prints why a pending test does not run yet; true when it should.
+/// RUNVM_CLIENTS_PENDING=1 runs it anyway, to see how the client fails today.
+fn runtime_has_all(client: &Client, commands: &[&str]) -> bool {
+    if std::env::var_os("RUNVM_CLIENTS_PENDING").is_some_and(|v| v == "1") {
+        return true;
+    }
+    for command in commands {
+        if !client.runtime_has(command) {
+            println!(
+                "SKIP: runvm has no `{command}` yet (pending: expected to fail until it lands)"
+            );
+            return false;
+        }
+    }
+    true
+}
+
+// ---------------------------------------------------------------- podman (conmon)
+
+/// Starts a detached podman container running [`TERM_EXITS_0`]; returns its full id.
+fn podman_detached(client: &Client, name: &str) -> String {
+    let out = client.run(
+        "podman",
+        &[
+            "run",
+            "--detach",
+            "--name",
+            name,
+            IMAGE,
+            "sh",
+            "-c",
+            TERM_EXITS_0,
+        ],
+    );
+    assert_success(&out, "podman run --detach");
+    stdout_of(&out).trim().to_string()
+}
+
+#[test]
+fn podman_run_rm_propagates_output_and_exit_code() {
+    let Some(client) = Client::ready("podman") else {
+        return;
+    };
+    let argv = client.argv_log();
+    let cidfile = client.scratch(&unique_id("podman-cid"));
+    let cid_arg = cidfile.to_string_lossy().into_owned();
+    let out = client.run(
+        "podman",
+        &[
+            "run",
+            "--rm",
+            "--cidfile",
+            &cid_arg,
+            IMAGE,
+            "sh",
+            "-c",
+            "echo hello from runvm; exit 3",
+        ],
+    );
+    assert_exit(&out, 3, "podman run --rm sh -c 'exit 3'");
+    assert_eq!(stdout_of(&out).trim(), "hello from runvm");
+    let id = read_cidfile(&cidfile);
+    for command in ["create", "start", "delete"] {
+        argv.assert_called(&id, command);
+    }
+    let exists = client.run("podman", &["container", "exists", &id]);
+    assert_exit(&exists, 1, "podman container exists after run --rm");
+}
+
+#[test]
+fn podman_detached_exec_stop_rm() {
+    let Some(client) = Client::ready("podman") else {
+        return;
+    };
+    let argv = client.argv_log();
+    let name = unique_id("podman-life");
+    let _guard = cleanup(&client, "podman", &name);
+    let id = podman_detached(&client, &name);
+
+    let out = client.run(
+        "podman",
+        &["exec", &name, "sh", "-c", "echo in $HOSTNAME; exit 4"],
+    );
+    assert_exit(&out, 4, "podman exec sh -c 'exit 4'");
+    assert!(
+        stdout_of(&out).starts_with("in "),
+        "exec output: {:?}",
+        stdout_of(&out)
+    );
+    let out = client.run("podman", &["exec", "--tty", &name, "tty"]);
+    assert_success(&out, "podman exec --tty tty");
+    assert!(
+        stdout_of(&out).trim().starts_with("/dev/pts/"),
+        "exec --tty got no terminal: {:?}",
+        stdout_of(&out)
+    );
+
+    let begun = Instant::now();
+    assert_success(
+        &client.run("podman", &["stop", "--time", "10", &name]),
+        "podman stop",
+    );
+    assert!(
+        begun.elapsed() < STOP_BY_TERM,
+        "SIGTERM did not stop it: {:?}",
+        begun.elapsed()
+    );
+    let code = client.run(
+        "podman",
+        &["inspect", "--format", "{{.State.ExitCode}}", &name],
+    );
+    assert_eq!(stdout_of(&code).trim(), "0", "exit code after SIGTERM trap");
+    assert_success(&client.run("podman", &["rm", &name]), "podman rm");
+
+    for command in ["create", "start", "exec", "kill", "delete"] {
+        argv.assert_called(&id, command);
+    }
+}
+
+#[test]
+fn podman_network_none_has_only_loopback() {
+    let Some(client) = Client::ready("podman") else {
+        return;
+    };
+    let _argv = client.argv_log();
+    let out = client.run(
+        "podman",
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            IMAGE,
+            "ls",
+            "/sys/class/net",
+        ],
+    );
+    assert_success(&out, "podman run --network none");
+    assert_eq!(
+        stdout_of(&out).split_whitespace().collect::<Vec<_>>(),
+        ["lo"]
+    );
+}
+
+#[test]
+fn podman_run_tty_gets_a_terminal() {
+    let Some(client) = Client::ready("podman") else {
+        return;
+    };
+    let _argv = client.argv_log();
+    let out = client.run("podman", &["run", "--rm", "--tty", IMAGE, "tty"]);
+    assert_success(&out, "podman run --tty tty");
+    assert!(
+        stdout_of(&out).trim().starts_with("/dev/pts/"),
+        "run --tty got no terminal: {:?}",
+        stdout_of(&out)
+    );
+}
+
+#[test]
+fn podman_resources_user_and_init_reach_the_container() {
+    let Some(client) = Client::ready("podman") else {
+        return;
+    };
+    let _argv = client.argv_log();
+    let script =
+        "id -u; cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max";
+    let out = client.run(
+        "podman",
+        &[
+            "run",
+            "--rm",
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "50",
+            "--user",
+            "65534",
+            IMAGE,
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    assert_success(&out, "podman run --memory --pids-limit --user");
+    let lines: Vec<String> = stdout_of(&out).lines().map(String::from).collect();
+    assert_eq!(lines, ["65534", "67108864", "50"]);
+
+    let out = client.run(
+        "podman",
+        &["run", "--rm", "--init", IMAGE, "cat", "/proc/1/cmdline"],
+    );
+    assert_success(&out, "podman run --init");
+    assert!(
+        stdout_of(&out).starts_with("/run/podman-init"),
+        "pid 1 is not catatonit: {:?}",
+        stdout_of(&out)
+    );
+}
+
+/// podman writes `"capabilities": {}` for --cap-drop all: absent sets mean empty sets
+/// (runtime-spec; runc gives the process no capabilities at all).
+#[test]
+fn podman_cap_drop_all_leaves_no_capabilities() {
+    let Some(client) = Client::ready("podman") else {
+        return;
+    };
+    let _argv = client.argv_log();
+    let out = client.run(
+        "podman",
+        &[
+            "run",
+            "--rm",
+            "--cap-drop",
+            "all",
+            IMAGE,
+            "grep",
+            "^Cap",
+            "/proc/self/status",
+        ],
+    );
+    assert_success(&out, "podman run --cap-drop all");
+    for line in stdout_of(&out).lines() {
+        let (set, mask) = line.split_once(':').unwrap_or((line, ""));
+        assert_eq!(
+            mask.trim(),
+            "0000000000000000",
+            "{set} not empty with --cap-drop all"
+        );
+    }
+    assert_eq!(stdout_of(&out).lines().count(), 5, "{}", stdout_of(&out));
+}
+
+#[test]
+fn podman_stats_reads_the_container_cgroup() {
+    let Some(client) = Client::ready("podman") else {
+        return;
+    };
+    let _argv = client.argv_log();
+    let name = unique_id("podman-stats");
+    let _guard = cleanup(&client, "podman", &name);
+    podman_detached(&client, &name);
+    let out = client.run(
+        "podman",
+        &["stats", "--no-stream", "--format", "{{.PIDs}}", &name],
+    );
+    assert_success(&out, "podman stats");
+    let pids: u64 = stdout_of(&out).trim().parse().unwrap_or(0);
+    assert!(pids >= 1, "stats shows no processes: {:?}", stdout_of(&out));
+}
+
+#[test]
+fn pending_podman_pause_unpause() {
+    let Some(client) = Client::ready("podman") else {
+        return;
+    };
+    if !runtime_has_all(&client, &["pause", "resume"]) {
+        return;
+    }
+    let argv = client.argv_log();
+    let name = unique_id("podman-pause");
+    let _guard = cleanup(&client, "podman", &name);
+    let id = podman_detached(&client, &name);
+    assert_success(&client.run("podman", &["pause", &name]), "podman pause");
+    let status = client.run(
+        "podman",
+        &["inspect", "--format", "{{.State.Status}}", &name],
+    );
+    assert_eq!(stdout_of(&status).trim(), "paused");
+    let freezer = format!("/sys/fs/cgroup/freezer/libpod_parent/libpod-{id}/freezer.state");
+    if let Ok(state) = std::fs::read_to_string(&freezer) {
+        assert_eq!(state.trim(), "FROZEN", "{freezer}");
+    }
+    assert_success(&client.run("podman", &["unpause", &name]), "podman unpause");
+    assert_eq!(
+        exec_stdout(&client, "podman", &name, "echo alive").trim(),
+        "alive"
+    );
+    argv.assert_called(&id, "pause");
+    argv.assert_called(&id, "resume");
+}
+
+#[test]
+fn pending_podman_update_memory() {
+    let Some(client) = Client::ready("podman") else {
+        return;
+    };
+    if !runtime_has_all(&client, &["update"]) {
+        return;
+    }
+    let argv = client.argv_log();
+    let name = unique_id("podman-update");
+    let _guard = cleanup(&client, "podman", &name);
+    let id = podman_detached(&client, &name);
+    let out = client.run("podman", &["update", "--memory", "128m", &name]);
+    assert_success(&out, "podman update --memory 128m");
+    let limit = exec_stdout(
+        &client,
+        "podman",
+        &name,
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+    );
+    assert_eq!(limit.trim(), "134217728");
+    argv.assert_called(&id, "update");
+}
+
+// ---------------------------------------------------------------- containerd (ctr + runc shim)
+
+/// `ctr run` options that make containerd's runc shim call runvm.
+fn ctr_run_args<'a>(client_runtime: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "run",
+        "--runtime",
+        "io.containerd.runc.v2",
+        "--runc-binary",
+        client_runtime,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Polls `ctr task ls` until task `id` has `status`.
+fn ctr_wait_status(client: &Client, id: &str, status: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let out = client.run("ctr", &["task", "ls"]);
+        let text = stdout_of(&out);
+        let now = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .and_then(|l| l.split_whitespace().nth(2).map(String::from));
+        if now.as_deref() == Some(status) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "task {id} not {status} within {timeout:?}: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn ctr_run_rm_propagates_output_and_exit_code() {
+    let Some(client) = Client::ready("containerd") else {
+        return;
+    };
+    let argv = client.argv_log();
+    let id = unique_id("ctr-rm");
+    let runtime = client.runtime_str();
+    let args = ctr_run_args(
+        &runtime,
+        &[
+            "--rm",
+            IMAGE,
+            &id,
+            "sh",
+            "-c",
+            "echo hello from runvm; exit 3",
+        ],
+    );
+    let out = client.run("ctr", &args);
+    assert_exit(&out, 3, "ctr run --rm sh -c 'exit 3'");
+    assert_eq!(stdout_of(&out).trim(), "hello from runvm");
+    for command in ["create", "start", "delete"] {
+        argv.assert_called(&id, command);
+    }
+    let left = client.run("ctr", &["container", "ls", "-q"]);
+    assert!(
+        !stdout_of(&left).lines().any(|l| l == id),
+        "container {id} left after --rm"
+    );
+}
+
+#[test]
+fn ctr_detached_exec_kill_rm() {
+    let Some(client) = Client::ready("containerd") else {
+        return;
+    };
+    let argv = client.argv_log();
+    let id = unique_id("ctr-life");
+    let _guard = cleanup(&client, "ctr", &id);
+    let runtime = client.runtime_str();
+    let args = ctr_run_args(
+        &runtime,
+        &["--detach", IMAGE, &id, "sh", "-c", TERM_EXITS_0],
+    );
+    assert_success(&client.run("ctr", &args), "ctr run --detach");
+    ctr_wait_status(&client, &id, "RUNNING", Duration::from_secs(10));
+
+    let out = client.run(
+        "ctr",
+        &[
+            "task",
+            "exec",
+            "--exec-id",
+            "e1",
+            &id,
+            "sh",
+            "-c",
+            "echo in exec; exit 5",
+        ],
+    );
+    assert_exit(&out, 5, "ctr task exec sh -c 'exit 5'");
+    assert_eq!(stdout_of(&out).trim(), "in exec");
+
+    assert_success(
+        &client.run("ctr", &["task", "kill", "--signal", "SIGTERM", &id]),
+        "ctr task kill",
+    );
+    ctr_wait_status(&client, &id, "STOPPED", STOP_BY_TERM);
+    assert_success(
+        &client.run("ctr", &["task", "delete", &id]),
+        "ctr task delete",
+    );
+    assert_success(
+        &client.run("ctr", &["container", "delete", &id]),
+        "ctr container delete",
+    );
+
+    for command in ["create", "start", "exec", "kill", "delete"] {
+        argv.assert_called(&id, command);
+    }
+}
+
+#[test]
+fn ctr_run_tty_gets_a_terminal() {
+    let Some(client) = Client::ready("containerd") else {
+        return;
+    };
+    let _argv = client.argv_log();
+    let id = unique_id("ctr-tty");
+    let _guard = cleanup(&client, "ctr", &id);
+    let runtime = client.runtime_str();
+    let args = ctr_run_args(&runtime, &["--rm", "--tty", IMAGE, &id, "tty"]);
+    let out = client.run_in_terminal("ctr", &args);
+    assert_success(&out, "ctr run --tty tty");
+    assert!(
+        stdout_of(&out).contains("/dev/pts/"),
+        "run --tty got no terminal: {:?}",
+        stdout_of(&out)
+    );
+}
+
+#[test]
+fn pending_ctr_pause_resume_ps() {
+    let Some(client) = Client::ready("containerd") else {
+        return;
+    };
+    if !runtime_has_all(&client, &["pause", "resume", "ps"]) {
+        return;
+    }
+    let argv = client.argv_log();
+    let id = unique_id("ctr-pause");
+    let _guard = cleanup(&client, "ctr", &id);
+    let runtime = client.runtime_str();
+    let args = ctr_run_args(
+        &runtime,
+        &["--detach", IMAGE, &id, "sh", "-c", TERM_EXITS_0],
+    );
+    assert_success(&client.run("ctr", &args), "ctr run --detach");
+    ctr_wait_status(&client, &id, "RUNNING", Duration::from_secs(10));
+
+    let out = client.run("ctr", &["task", "ps", &id]);
+    assert_success(&out, "ctr task ps");
+    assert!(
+        stdout_of(&out).lines().count() >= 2,
+        "ctr task ps lists no pid: {}",
+        stdout_of(&out)
+    );
+
+    assert_success(
+        &client.run("ctr", &["task", "pause", &id]),
+        "ctr task pause",
+    );
+    ctr_wait_status(&client, &id, "PAUSED", Duration::from_secs(10));
+    assert_success(
+        &client.run("ctr", &["task", "resume", &id]),
+        "ctr task resume",
+    );
+    ctr_wait_status(&client, &id, "RUNNING", Duration::from_secs(10));
+    for command in ["ps", "pause", "resume"] {
+        argv.assert_called(&id, command);
+    }
+}
+
+// ---------------------------------------------------------------- docker (dockerd -> containerd)
+
+/// Starts a detached docker container running [`TERM_EXITS_0`] with runvm; returns its id.
+fn docker_detached(client: &Client, name: &str) -> String {
+    let out = client.run(
+        "docker",
+        &[
+            "run",
+            "--detach",
+            "--runtime",
+            "runvm",
+            "--network",
+            "none",
+            "--name",
+            name,
+            IMAGE,
+            "sh",
+            "-c",
+            TERM_EXITS_0,
+        ],
+    );
+    assert_success(&out, "docker run --detach --runtime runvm");
+    stdout_of(&out).trim().to_string()
+}
+
+#[test]
+fn docker_run_rm_propagates_output_and_exit_code() {
+    let Some(client) = Client::ready("docker") else {
+        return;
+    };
+    let argv = client.argv_log();
+    let cidfile = client.scratch(&unique_id("docker-cid"));
+    let cid_arg = cidfile.to_string_lossy().into_owned();
+    let script = "ls /sys/class/net; exit 3";
+    let out = client.run(
+        "docker",
+        &[
+            "run",
+            "--rm",
+            "--runtime",
+            "runvm",
+            "--network",
+            "none",
+            "--cidfile",
+            &cid_arg,
+            IMAGE,
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    assert_exit(&out, 3, "docker run --rm sh -c 'exit 3'");
+    assert_eq!(
+        stdout_of(&out).split_whitespace().collect::<Vec<_>>(),
+        ["lo"]
+    );
+    let id = read_cidfile(&cidfile);
+    for command in ["create", "start", "delete"] {
+        argv.assert_called(&id, command);
+    }
+}
+
+#[test]
+fn docker_detached_exec_stop_rm() {
+    let Some(client) = Client::ready("docker") else {
+        return;
+    };
+    let argv = client.argv_log();
+    let name = unique_id("docker-life");
+    let _guard = cleanup(&client, "docker", &name);
+    let id = docker_detached(&client, &name);
+
+    let out = client.run(
+        "docker",
+        &["exec", &name, "sh", "-c", "echo in exec; exit 5"],
+    );
+    assert_exit(&out, 5, "docker exec sh -c 'exit 5'");
+    assert_eq!(stdout_of(&out).trim(), "in exec");
+    let out = client.run("docker", &["exec", "--tty", &name, "tty"]);
+    assert_success(&out, "docker exec --tty tty");
+    assert!(
+        stdout_of(&out).trim().starts_with("/dev/pts/"),
+        "exec --tty got no terminal: {:?}",
+        stdout_of(&out)
+    );
+
+    let begun = Instant::now();
+    assert_success(
+        &client.run("docker", &["stop", "--time", "10", &name]),
+        "docker stop",
+    );
+    assert!(
+        begun.elapsed() < STOP_BY_TERM,
+        "SIGTERM did not stop it: {:?}",
+        begun.elapsed()
+    );
+    let code = client.run(
+        "docker",
+        &["inspect", "--format", "{{.State.ExitCode}}", &name],
+    );
+    assert_eq!(stdout_of(&code).trim(), "0", "exit code after SIGTERM trap");
+    assert_success(&client.run("docker", &["rm", &name]), "docker rm");
+
+    for command in ["create", "start", "exec", "kill", "delete"] {
+        argv.assert_called(&id, command);
+    }
+}
+
+#[test]
+fn docker_stats_reads_the_container_cgroup() {
+    let Some(client) = Client::ready("docker") else {
+        return;
+    };
+    let _argv = client.argv_log();
+    let name = unique_id("docker-stats");
+    let _guard = cleanup(&client, "docker", &name);
+    docker_detached(&client, &name);
+    let out = client.run(
+        "docker",
+        &["stats", "--no-stream", "--format", "{{.PIDs}}", &name],
+    );
+    assert_success(&out, "docker stats");
+    let pids: u64 = stdout_of(&out).trim().parse().unwrap_or(0);
+    assert!(pids >= 1, "stats shows no processes: {:?}", stdout_of(&out));
+}
+
+#[test]
+fn pending_docker_pause_unpause_top() {
+    let Some(client) = Client::ready("docker") else {
+        return;
+    };
+    if !runtime_has_all(&client, &["pause", "resume", "ps"]) {
+        return;
+    }
+    let argv = client.argv_log();
+    let name = unique_id("docker-pause");
+    let _guard = cleanup(&client, "docker", &name);
+    let id = docker_detached(&client, &name);
+
+    let out = client.run("docker", &["top", &name]);
+    assert_success(&out, "docker top");
+    assert!(
+        stdout_of(&out).contains("sleep") || stdout_of(&out).contains("sh"),
+        "{}",
+        stdout_of(&out)
+    );
+
+    assert_success(&client.run("docker", &["pause", &name]), "docker pause");
+    let status = client.run(
+        "docker",
+        &["inspect", "--format", "{{.State.Status}}", &name],
+    );
+    assert_eq!(stdout_of(&status).trim(), "paused");
+    assert_success(&client.run("docker", &["unpause", &name]), "docker unpause");
+    assert_eq!(
+        exec_stdout(&client, "docker", &name, "echo alive").trim(),
+        "alive"
+    );
+    for command in ["ps", "pause", "resume"] {
+        argv.assert_called(&id, command);
+    }
+}
+
+#[test]
+fn pending_docker_update_memory() {
+    let Some(client) = Client::ready("docker") else {
+        return;
+    };
+    if !runtime_has_all(&client, &["update"]) {
+        return;
+    }
+    let argv = client.argv_log();
+    let name = unique_id("docker-update");
+    let _guard = cleanup(&client, "docker", &name);
+    let id = docker_detached(&client, &name);
+    let out = client.run(
+        "docker",
+        &["update", "--memory", "128m", "--memory-swap", "256m", &name],
+    );
+    assert_success(&out, "docker update --memory 128m");
+    let limit = exec_stdout(
+        &client,
+        "docker",
+        &name,
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+    );
+    assert_eq!(limit.trim(), "134217728");
+    argv.assert_called(&id, "update");
+}
