@@ -17,11 +17,12 @@ pub struct CapsPlan {
     pub ambient: Option<CapsHashSet>,
 }
 
+/// Translates one set. A set missing from a `capabilities` object that is there means an empty
+/// set (podman writes `"capabilities": {}` for `--cap-drop all`, and runc reads it so).
 fn translate(field: &str, set: &Option<Capabilities>) -> Result<Option<CapsHashSet>, String> {
-    let Some(set) = set else { return Ok(None) };
     let supported = caps::runtime::thread_all_supported();
     let mut out = CapsHashSet::new();
-    for cap in set {
+    for cap in set.iter().flatten() {
         let name = format!("CAP_{cap}");
         let parsed: Capability = name
             .parse()
@@ -35,6 +36,8 @@ fn translate(field: &str, set: &Option<Capabilities>) -> Result<Option<CapsHashS
 }
 
 impl CapsPlan {
+    /// Without a `capabilities` object the process keeps the capabilities it has (runc's
+    /// behaviour); with one, every set it leaves out is empty.
     pub fn from_spec(caps: Option<&LinuxCapabilities>) -> Result<Self, String> {
         let Some(c) = caps else {
             return Ok(CapsPlan::default());
@@ -178,7 +181,10 @@ mod tests {
         assert!(b.contains(&Capability::CAP_CHOWN) && b.contains(&Capability::CAP_KILL));
         assert_eq!(b.len(), 2);
         assert!(plan.effective.unwrap().is_empty());
-        assert!(plan.permitted.is_none());
+        assert!(
+            plan.permitted.unwrap().is_empty(),
+            "a set left out is empty"
+        );
     }
 
     #[test]

@@ -303,3 +303,18 @@ fn capability_missing_from_the_runtime_fails_create() {
     );
     rt.assert_no_leftovers(&bundle);
 }
+
+/// `"capabilities": {}` (what podman writes for `--cap-drop all`) means no capabilities at all:
+/// a set the object leaves out is empty, not "keep what the runtime has".
+#[test]
+fn empty_capabilities_object_drops_everything() {
+    if !require_root() {
+        return;
+    }
+    let mut bundle = BusyboxBundle::new();
+    bundle.config_mut()["process"]["capabilities"] = json!({});
+    let status = run_ok(&mut bundle, "cat /proc/self/status");
+    for field in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(status_field(&status, field), "0000000000000000", "{field}");
+    }
+}
