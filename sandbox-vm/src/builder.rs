@@ -28,7 +28,7 @@ use crate::devices::legacy::{
 };
 use crate::devices::PioBus;
 use crate::error::VmError;
-use crate::exit::{ExitReason, ExitSignal, VmOutcome};
+use crate::exit::{BuildStep, ExitReason, ExitSignal, VmOutcome};
 use crate::vstate::kick;
 use crate::vstate::memory;
 use crate::vstate::vcpu::{BootState, Vcpu};
@@ -80,6 +80,7 @@ impl Default for VmConfig {
 pub struct Vm {
     // Field order is drop order: vCPU fds, then the VM fd, then the memory KVM maps.
     vcpus: Vec<Vcpu>,
+    steps: Vec<BuildStep>,
     bus: Arc<PioBus>,
     signal: Arc<ExitSignal>,
     kvm_vm: KvmVm,
@@ -94,16 +95,20 @@ impl Vm {
         serial_out: Box<dyn Write + Send>,
     ) -> Result<Vm, VmError> {
         let created = Instant::now();
+        let mut steps = StepClock::new(created);
         kick::install_handler()?;
         let kvm_vm = KvmVm::create(config.irqchip)?;
         check_vcpu_count(config.vcpus, &kvm_vm)?;
+        steps.mark("kvm-vm-and-irqchip");
 
         let memory = memory::create_guest_memory(config.mem_size)?;
         memory::register_with_kvm(&kvm_vm.fd, &memory)?;
         let boot = load_image(&memory, image, config.mem_size)?;
+        steps.mark("guest-memory-and-image");
 
         let signal = Arc::new(ExitSignal::new(created));
         let bus = Arc::new(build_bus(&kvm_vm, &signal, serial_out)?);
+        steps.mark("devices");
 
         let supported = kvm_vm
             .kvm
@@ -121,13 +126,20 @@ impl Vm {
             }
             vcpus.push(vcpu);
         }
+        steps.mark("vcpus");
         Ok(Vm {
+            steps: steps.into_steps(),
             vcpus,
             bus,
             signal,
             kvm_vm,
             memory,
         })
+    }
+
+    /// When each build step finished, measured from the start of the build.
+    pub fn build_steps(&self) -> &[BuildStep] {
+        &self.steps
     }
 
     /// Whether the in-kernel irqchip and PIT are in use.
@@ -147,6 +159,7 @@ impl Vm {
             threads: Vec::new(),
             stop: Arc::clone(&stop),
             signal: Arc::clone(&self.signal),
+            steps: std::mem::take(&mut self.steps),
             _kvm_vm: None,
             memory: None,
         };
@@ -167,6 +180,10 @@ impl Vm {
                 Err(e) => return Err(e),
             }
         }
+        running.steps.push(BuildStep {
+            step: "vcpu-threads-started",
+            after: self.signal.created().elapsed(),
+        });
         running._kvm_vm = Some(self.kvm_vm);
         running.memory = Some(self.memory);
         Ok(running)
@@ -175,6 +192,32 @@ impl Vm {
     /// Starts the VM and waits for it to end, at most `timeout` (then it is stopped).
     pub fn run(self, timeout: Option<Duration>) -> Result<VmOutcome, VmError> {
         Ok(self.start()?.wait(timeout))
+    }
+}
+
+/// Records when each step of the hot path ended.
+struct StepClock {
+    created: Instant,
+    steps: Vec<BuildStep>,
+}
+
+impl StepClock {
+    fn new(created: Instant) -> Self {
+        StepClock {
+            created,
+            steps: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, step: &'static str) {
+        self.steps.push(BuildStep {
+            step,
+            after: self.created.elapsed(),
+        });
+    }
+
+    fn into_steps(self) -> Vec<BuildStep> {
+        self.steps
     }
 }
 
@@ -276,6 +319,7 @@ pub struct RunningVm {
     threads: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     signal: Arc<ExitSignal>,
+    steps: Vec<BuildStep>,
     // Kept alive until the threads are joined (see Drop).
     _kvm_vm: Option<KvmVm>,
     memory: Option<GuestMemoryMmap>,
@@ -310,6 +354,7 @@ impl RunningVm {
             exit_after: reported_at.saturating_duration_since(created),
             total: created.elapsed(),
             guest_resident_bytes: self.memory.as_ref().map_or(0, memory::resident_bytes),
+            build_steps: std::mem::take(&mut self.steps),
         }
     }
 

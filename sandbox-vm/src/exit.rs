@@ -44,6 +44,13 @@ impl ExitReason {
     }
 }
 
+/// One step of building a VM and when it finished, measured from VM creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BuildStep {
+    pub step: &'static str,
+    pub after: Duration,
+}
+
 /// What a finished run reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct VmOutcome {
@@ -56,6 +63,8 @@ pub struct VmOutcome {
     pub total: Duration,
     /// Guest RAM that was resident (touched) when the VM ended, in bytes.
     pub guest_resident_bytes: u64,
+    /// When each step of building and starting the VM finished.
+    pub build_steps: Vec<BuildStep>,
 }
 
 /// Shared between all threads of one VM: records the exit reason and wakes the waiter.

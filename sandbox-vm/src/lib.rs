@@ -22,4 +22,4 @@ pub mod vstate;
 pub use builder::{CpuMode, GuestImage, IrqchipMode, RunningVm, Vm, VmConfig, VmStopper};
 pub use devices::legacy::serial::SharedBuffer;
 pub use error::VmError;
-pub use exit::{ExitReason, VmOutcome};
+pub use exit::{BuildStep, ExitReason, VmOutcome};

@@ -113,8 +113,10 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    /// Records the last write and answers reads with the offset.
-    struct Probe(Arc<Mutex<Vec<(u16, Vec<u8>)>>>);
+    type WriteLog = Arc<Mutex<Vec<(u16, Vec<u8>)>>>;
+
+    /// Records writes and answers reads with the offset.
+    struct Probe(WriteLog);
 
     impl PioDevice for Probe {
         fn read(&mut self, offset: u16, data: &mut [u8]) {
@@ -147,12 +149,19 @@ mod tests {
         let mut bus = PioBus::new();
         bus.insert(0x60, 5, Box::new(Probe(Arc::clone(&log))))
             .expect("free range");
-        assert!(bus.insert(0x64, 1, Box::new(Probe(Arc::clone(&log)))).is_err());
-        assert!(bus.insert(0x5f, 2, Box::new(Probe(Arc::clone(&log)))).is_err());
-        assert!(bus.insert(0x10, 0, Box::new(Probe(Arc::clone(&log)))).is_err());
+        assert!(bus
+            .insert(0x64, 1, Box::new(Probe(Arc::clone(&log))))
+            .is_err());
+        assert!(bus
+            .insert(0x5f, 2, Box::new(Probe(Arc::clone(&log))))
+            .is_err());
+        assert!(bus
+            .insert(0x10, 0, Box::new(Probe(Arc::clone(&log))))
+            .is_err());
         assert!(bus
             .insert(0xffff, 2, Box::new(Probe(Arc::clone(&log))))
             .is_err());
-        bus.insert(0x65, 1, Box::new(Probe(log))).expect("adjacent is fine");
+        bus.insert(0x65, 1, Box::new(Probe(log)))
+            .expect("adjacent is fine");
     }
 }

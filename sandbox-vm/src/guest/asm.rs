@@ -69,10 +69,7 @@ impl Asm {
                 .emit(&[0x66, 0xb9])
                 .emit(&n)
                 .emit(&[0x66, 0x49, 0x75, 0xfc]),
-            Bits::Long64 => self
-                .emit(&[0xb9])
-                .emit(&n)
-                .emit(&[0xff, 0xc9, 0x75, 0xfc]),
+            Bits::Long64 => self.emit(&[0xb9]).emit(&n).emit(&[0xff, 0xc9, 0x75, 0xfc]),
         }
     }
 
@@ -80,12 +77,12 @@ impl Asm {
     /// CPU really is in long mode (64-bit only: B9 id; 0F 32; C1 E8 0A; 24 01; 04 30; EE).
     pub fn print_efer_lma(&mut self, port: u16) -> &mut Self {
         debug_assert_eq!(self.bits, Bits::Long64);
-        self.mov_dx(port)
-            .emit(&[0xb9, 0x80, 0x00, 0x00, 0xc0]) // mov ecx, 0xc0000080 (EFER)
-            .emit(&[0x0f, 0x32]) // rdmsr
+        self.emit(&[0xb9, 0x80, 0x00, 0x00, 0xc0]) // mov ecx, 0xc0000080 (EFER)
+            .emit(&[0x0f, 0x32]) // rdmsr (fills edx:eax, so dx is loaded after it)
             .emit(&[0xc1, 0xe8, 0x0a]) // shr eax, 10
             .emit(&[0x24, 0x01]) // and al, 1
             .emit(&[0x04, b'0']) // add al, '0'
+            .mov_dx(port)
             .emit(&[0xee]) // out dx, al
     }
 
@@ -99,6 +96,25 @@ impl Asm {
             .emit(&[0x48, 0xb8])
             .emit(&wide)
             .emit(&[0x48, 0xc1, 0xe8, 0x20, 0xee])
+    }
+
+    /// Prints what CPUID tells the guest about the hypervisor: '1'/'0' for CPUID.1:ECX[31],
+    /// then the first byte of the leaf 0x40000000 signature ('K' for "KVMKVMKVM").
+    /// 64-bit only: B8 id; 0F A2; C1 E9 1F; 88 C8; 04 30; EE and B8 id; 0F A2; 88 D8; EE.
+    pub fn print_cpuid_hypervisor(&mut self, port: u16) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        self.emit(&[0xb8, 0x01, 0x00, 0x00, 0x00]) // mov eax, 1
+            .emit(&[0x0f, 0xa2]) // cpuid (fills ebx, ecx, edx)
+            .emit(&[0xc1, 0xe9, 0x1f]) // shr ecx, 31
+            .emit(&[0x88, 0xc8]) // mov al, cl
+            .emit(&[0x04, b'0']) // add al, '0'
+            .mov_dx(port)
+            .emit(&[0xee]) // out dx, al
+            .emit(&[0xb8, 0x00, 0x00, 0x00, 0x40]) // mov eax, 0x40000000
+            .emit(&[0x0f, 0xa2]) // cpuid
+            .emit(&[0x88, 0xd8]) // mov al, bl
+            .mov_dx(port)
+            .emit(&[0xee]) // out dx, al
     }
 
     /// `jmp $` (EB FE): spin forever.

@@ -41,16 +41,27 @@ pub fn long_mode_hello(text: &[u8]) -> GuestImage {
     }
 }
 
+/// Long mode: prints the CPUID hypervisor bit ('1'/'0') and the first byte of the
+/// hypervisor signature leaf, then powers off through the i8042.
+pub fn long_mode_cpuid_report() -> GuestImage {
+    let code = Asm::new(Bits::Long64)
+        .print_cpuid_hypervisor(SERIAL_PORT)
+        .out_imm_port(I8042_COMMAND_PORT, I8042_RESET_COMMAND)
+        .hlt()
+        .finish();
+    GuestImage {
+        mode: CpuMode::LongMode,
+        code,
+    }
+}
+
 /// Prints `marker`, then spins forever: only the monitor can stop it.
 pub fn spin_forever(mode: CpuMode, marker: u8) -> GuestImage {
     let bits = match mode {
         CpuMode::RealMode => Bits::Real16,
         CpuMode::LongMode => Bits::Long64,
     };
-    let code = Asm::new(bits)
-        .print(SERIAL_PORT, &[marker])
-        .spin()
-        .finish();
+    let code = Asm::new(bits).print(SERIAL_PORT, &[marker]).spin().finish();
     GuestImage { mode, code }
 }
 

@@ -31,8 +31,7 @@ impl HostFacts {
                 Ok(kvm) => {
                     let v = kvm.get_api_version();
                     // KVM's API version has been 12 since 2007; anything else is not KVM.
-                    let err =
-                        (v != 12).then(|| format!("KVM API version {v}, runvm needs 12"));
+                    let err = (v != 12).then(|| format!("KVM API version {v}, runvm needs 12"));
                     (Some(v), err)
                 }
                 Err(e) => (None, Some(format!("open /dev/kvm: {e}"))),

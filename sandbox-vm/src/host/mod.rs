@@ -127,13 +127,22 @@ mod tests {
 
     #[test]
     fn classify_covers_each_kind_of_host() {
-        assert_eq!(classify(&facts(&["kvm", "kvm_pvm"], &[])).0, KvmMode::EmulatedPvm);
+        assert_eq!(
+            classify(&facts(&["kvm", "kvm_pvm"], &[])).0,
+            KvmMode::EmulatedPvm
+        );
         assert_eq!(
             classify(&facts(&["kvm", "kvm_intel"], &["vmx"])).0,
             KvmMode::Hardware
         );
-        assert_eq!(classify(&facts(&["kvm", "kvm_amd"], &["svm"])).0, KvmMode::Hardware);
-        assert_eq!(classify(&facts(&["kvm"], &[])).0, KvmMode::NoHardwareSupport);
+        assert_eq!(
+            classify(&facts(&["kvm", "kvm_amd"], &["svm"])).0,
+            KvmMode::Hardware
+        );
+        assert_eq!(
+            classify(&facts(&["kvm"], &[])).0,
+            KvmMode::NoHardwareSupport
+        );
         let mut absent = facts(&[], &[]);
         absent.dev_kvm_exists = false;
         assert_eq!(classify(&absent).0, KvmMode::Absent);
@@ -154,10 +163,7 @@ mod tests {
             .filter(|l| l.starts_with("flags"))
             .any(|l| l.split_whitespace().any(|w| w == "vmx" || w == "svm"));
         assert_eq!(!f.cpu_virt_flags.is_empty(), cpu_has_virt);
-        assert_eq!(
-            f.dev_kvm_exists,
-            std::path::Path::new("/dev/kvm").exists()
-        );
+        assert_eq!(f.dev_kvm_exists, std::path::Path::new("/dev/kvm").exists());
         let pvm_loaded = std::path::Path::new("/sys/module/kvm_pvm").exists();
         assert_eq!(f.kvm_modules.iter().any(|m| m == "kvm_pvm"), pvm_loaded);
         if report.mode == KvmMode::Hardware {

@@ -40,7 +40,6 @@ pub fn install_handler() -> Result<(), VmError> {
     static INSTALLED: OnceLock<Result<(), vmm_sys_util::errno::Error>> = OnceLock::new();
     INSTALLED
         .get_or_init(|| register_signal_handler(kick_signal(), on_kick))
-        .clone()
         .map_err(VmError::KickSignal)
 }
 

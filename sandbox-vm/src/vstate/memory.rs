@@ -9,7 +9,7 @@ const PAGE_SIZE: usize = 4096;
 
 /// Allocates `size` bytes of guest RAM at guest physical 0 (pages are touched lazily).
 pub fn create_guest_memory(size: usize) -> Result<GuestMemoryMmap, VmError> {
-    if !(MIN_GUEST_MEMORY..=MAX_GUEST_MEMORY).contains(&size) || size % PAGE_SIZE != 0 {
+    if !(MIN_GUEST_MEMORY..=MAX_GUEST_MEMORY).contains(&size) || size & (PAGE_SIZE - 1) != 0 {
         return Err(VmError::Config(format!(
             "mem_size {size:#x}: must be a multiple of 4 KiB between {MIN_GUEST_MEMORY:#x} \
              and {MAX_GUEST_MEMORY:#x}"

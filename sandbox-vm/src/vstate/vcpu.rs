@@ -64,7 +64,9 @@ impl Vcpu {
         self.fd
             .set_sregs(&sregs)
             .map_err(VmError::kvm("KVM_SET_SREGS"))?;
-        self.fd.set_regs(&regs).map_err(VmError::kvm("KVM_SET_REGS"))?;
+        self.fd
+            .set_regs(&regs)
+            .map_err(VmError::kvm("KVM_SET_REGS"))?;
         self.fd
             .set_fpu(&regs::boot_fpu())
             .map_err(VmError::kvm("KVM_SET_FPU"))?;

@@ -90,7 +90,10 @@ mod tests {
     fn data_and_tss_segments_have_their_types() {
         let gdt = long_mode_gdt();
         let data = segment_from_entry(gdt[DATA_INDEX], DATA_INDEX);
-        assert_eq!((data.selector, data.type_, data.db, data.l), (0x10, 3, 1, 0));
+        assert_eq!(
+            (data.selector, data.type_, data.db, data.l),
+            (0x10, 3, 1, 0)
+        );
         let tss = segment_from_entry(gdt[TSS_INDEX], TSS_INDEX);
         assert_eq!((tss.selector, tss.type_, tss.s), (0x18, 0xb, 0));
         assert_eq!(segment_from_entry(0, NULL_INDEX).unusable, 1);

@@ -6,7 +6,7 @@
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::layout::{PD_START, PDPT_START, PML4_START};
+use super::layout::{PDPT_START, PD_START, PML4_START};
 use crate::error::VmError;
 
 const PRESENT: u64 = 1 << 0;
@@ -45,8 +45,8 @@ mod tests {
 
     #[test]
     fn tables_identity_map_the_first_gigabyte() {
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)])
-            .expect("test memory");
+        let mem =
+            GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).expect("test memory");
         let cr3 = write_identity_tables(&mem).expect("tables fit");
         let pml4: u64 = mem.read_obj(GuestAddress(cr3)).expect("pml4");
         let pdpt: u64 = mem.read_obj(GuestAddress(pml4 & !0xfff)).expect("pdpt");

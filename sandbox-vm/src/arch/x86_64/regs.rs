@@ -116,8 +116,10 @@ mod tests {
 
     #[test]
     fn real_mode_sregs_base_every_segment_at_the_code() {
-        let mut start = kvm_sregs::default();
-        start.cr0 = CR0_PE | CR0_PG;
+        let start = kvm_sregs {
+            cr0: CR0_PE | CR0_PG,
+            ..Default::default()
+        };
         let s = real_mode_sregs(start, 0x1_0000);
         assert_eq!((s.cs.base, s.cs.selector), (0x1_0000, 0x1000));
         assert_eq!((s.ss.base, s.ds.selector), (0x1_0000, 0x1000));
