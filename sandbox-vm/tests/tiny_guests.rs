@@ -236,3 +236,21 @@ fn outcome_reports_timings_and_touched_guest_memory() {
     assert!(outcome.guest_resident_bytes >= 4096);
     assert!(outcome.guest_resident_bytes < 16 << 20);
 }
+
+#[test]
+fn a_guest_the_cpu_cannot_continue_ends_with_a_reason() {
+    if !kvm_usable() {
+        return;
+    }
+    let (reason, text) = run(&VmConfig::default(), &guest::long_mode_breakpoint(b'b'));
+    assert_eq!(text, "b");
+    let mode = runvm_sandbox_vm::host::probe(None).mode;
+    println!("int3 without an IDT on a {mode:?} host: {reason:?}");
+    match reason {
+        ExitReason::GuestShutdown { .. } => {
+            assert_ne!(mode, runvm_sandbox_vm::host::KvmMode::EmulatedPvm)
+        }
+        ExitReason::VcpuError { detail, .. } => assert!(detail.contains("internal error")),
+        other => panic!("unexpected end: {other:?}"),
+    }
+}

@@ -122,6 +122,11 @@ impl Asm {
         self.emit(&[0xeb, 0xfe])
     }
 
+    /// `int3` (CC): a breakpoint trap. With no IDT it ends in a triple fault on hardware.
+    pub fn int3(&mut self) -> &mut Self {
+        self.emit(&[0xcc])
+    }
+
     /// `hlt` (F4).
     pub fn hlt(&mut self) -> &mut Self {
         self.emit(&[0xf4])

@@ -55,6 +55,20 @@ pub fn long_mode_cpuid_report() -> GuestImage {
     }
 }
 
+/// Long mode: prints `marker`, then executes `int3` with no IDT. Hardware KVM ends it with a
+/// triple fault; PVM's emulator cannot run int3 and reports an internal error.
+pub fn long_mode_breakpoint(marker: u8) -> GuestImage {
+    let code = Asm::new(Bits::Long64)
+        .print(SERIAL_PORT, &[marker])
+        .int3()
+        .hlt()
+        .finish();
+    GuestImage {
+        mode: CpuMode::LongMode,
+        code,
+    }
+}
+
 /// Prints `marker`, then spins forever: only the monitor can stop it.
 pub fn spin_forever(mode: CpuMode, marker: u8) -> GuestImage {
     let bits = match mode {

@@ -89,6 +89,10 @@ impl Vcpu {
         let _kick = KickTarget::arm(self.fd.get_kvm_run());
         while !stop.load(Ordering::Acquire) {
             let ended = match self.fd.run() {
+                Ok(VcpuExit::InternalError) => Some(ExitReason::VcpuError {
+                    vcpu: self.index,
+                    detail: internal_error_detail(self.fd.get_kvm_run()),
+                }),
                 Ok(exit) => handle_exit(self.index, exit, &bus),
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     // A kick (or another signal): clear the flag, then re-check `stop`.
@@ -110,6 +114,28 @@ impl Vcpu {
             }
         }
     }
+}
+
+/// Explains KVM_EXIT_INTERNAL_ERROR from the `internal` part of `kvm_run`.
+fn internal_error_detail(run: &kvm_bindings::kvm_run) -> String {
+    // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, for which KVM fills `internal`;
+    // the union is plain integers, so any bit pattern is a valid value.
+    let internal = unsafe { run.__bindgen_anon_1.internal };
+    let what = match internal.suberror {
+        kvm_bindings::KVM_INTERNAL_ERROR_EMULATION => {
+            "instruction emulation failed (an emulating KVM such as PVM cannot run this \
+             instruction)"
+        }
+        kvm_bindings::KVM_INTERNAL_ERROR_SIMUL_EX => "exception while delivering an exception",
+        kvm_bindings::KVM_INTERNAL_ERROR_DELIVERY_EV => "event delivery failed",
+        _ => "unclassified",
+    };
+    let count = (internal.ndata as usize).min(internal.data.len());
+    format!(
+        "KVM internal error {}: {what}; data {:x?}",
+        internal.suberror,
+        &internal.data[..count]
+    )
 }
 
 /// Handles one KVM exit; returns why the VM ends, if it does.
@@ -142,12 +168,6 @@ fn handle_exit(index: u8, exit: VcpuExit<'_>, bus: &PioBus) -> Option<ExitReason
         VcpuExit::FailEntry(reason, cpu) => Some(ExitReason::VcpuError {
             vcpu: index,
             detail: format!("VM entry failed on host cpu {cpu}: hardware reason {reason:#x}"),
-        }),
-        VcpuExit::InternalError => Some(ExitReason::VcpuError {
-            vcpu: index,
-            detail: "KVM internal error (on an emulating KVM such as PVM, usually an \
-                     instruction its emulator cannot run)"
-                .to_string(),
         }),
         VcpuExit::Intr | VcpuExit::IrqWindowOpen => None,
         other => Some(ExitReason::VcpuError {
