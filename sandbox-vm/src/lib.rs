@@ -1,5 +1,25 @@
-//! runvm's KVM microVM monitor and guest side: not written yet.
+//! runvm's built-in KVM microVM monitor, on the rust-vmm crates.
 //!
-//! Planned on the rust-vmm crates (kvm-ioctls, vm-memory, linux-loader, vm-superio,
-//! virtio-queue): a monitor that holds a sandbox in a VM, with every device reaching guest
-//! memory through one DMA access layer so an IOMMU can confine it. See docs/ARCHITECTURE.md.
+//! Layout mirrors the machine (after Firecracker): `arch` builds the x86_64 boot state
+//! (memory layout, GDT, page tables, CPUID), `vstate` holds the KVM objects (VM, vCPU run
+//! loop, guest memory), `devices` the port-I/O bus and the legacy devices (16550 serial,
+//! i8042, debug-exit port), `builder` assembles a [`Vm`] from a [`VmConfig`] and a guest
+//! image. `host` tells whether this machine can run guests in hardware at all, and
+//! `guest` assembles the tiny guests the tests and the calibration run use.
+//!
+//! Today the monitor runs tiny guests (real mode or 64-bit long mode) to an exit status;
+//! booting Linux (boot params, e820, ACPI/MP tables, virtio) comes next.
+
+pub mod arch;
+pub mod builder;
+pub mod devices;
+pub mod error;
+pub mod exit;
+pub mod guest;
+pub mod host;
+pub mod vstate;
+
+pub use builder::{CpuMode, GuestImage, IrqchipMode, RunningVm, Vm, VmConfig, VmStopper};
+pub use devices::legacy::serial::SharedBuffer;
+pub use error::VmError;
+pub use exit::{BuildStep, ExitReason, VmOutcome};

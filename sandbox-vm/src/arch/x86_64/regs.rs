@@ -1,0 +1,128 @@
+//! CPU register state for the boot vCPU: real mode, or 64-bit long mode straight away.
+//!
+//! Hand-written: linux-loader writes boot params but leaves registers to the monitor.
+
+use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sregs};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use super::gdt::{self, CODE64_INDEX, DATA_INDEX, TSS_INDEX};
+use super::layout::{BOOT_STACK_TOP, GDT_START, IDT_START};
+use super::paging;
+use crate::error::VmError;
+
+const CR0_PE: u64 = 1 << 0;
+const CR0_ET: u64 = 1 << 4;
+const CR0_PG: u64 = 1 << 31;
+const CR4_PAE: u64 = 1 << 5;
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
+/// RFLAGS bit 1 is reserved and always reads as 1.
+const RFLAGS_RESERVED: u64 = 1 << 1;
+
+/// Writes the GDT, an empty IDT and the identity page tables; returns the CR3 to load.
+pub fn write_long_mode_tables(mem: &GuestMemoryMmap) -> Result<u64, VmError> {
+    for (i, entry) in gdt::long_mode_gdt().iter().enumerate() {
+        let addr = GDT_START + i as u64 * 8;
+        mem.write_obj(*entry, GuestAddress(addr))
+            .map_err(|e| VmError::GuestMemory(format!("GDT entry at {addr:#x}: {e}")))?;
+    }
+    mem.write_obj(0u64, GuestAddress(IDT_START))
+        .map_err(|e| VmError::GuestMemory(format!("IDT at {IDT_START:#x}: {e}")))?;
+    paging::write_identity_tables(mem)
+}
+
+/// Special registers for 64-bit long mode with paging on, starting from the vCPU's
+/// reset state `sregs`.
+pub fn long_mode_sregs(mut sregs: kvm_sregs, cr3: u64) -> kvm_sregs {
+    let table = gdt::long_mode_gdt();
+    let code = gdt::segment_from_entry(table[CODE64_INDEX], CODE64_INDEX);
+    let data = gdt::segment_from_entry(table[DATA_INDEX], DATA_INDEX);
+    let tss = gdt::segment_from_entry(table[TSS_INDEX], TSS_INDEX);
+
+    sregs.gdt.base = GDT_START;
+    sregs.gdt.limit = (std::mem::size_of_val(&table) - 1) as u16;
+    sregs.idt.base = IDT_START;
+    sregs.idt.limit = 7;
+    sregs.cs = code;
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.tr = tss;
+
+    sregs.cr3 = cr3;
+    sregs.cr4 |= CR4_PAE;
+    sregs.cr0 |= CR0_PE | CR0_ET | CR0_PG;
+    sregs.efer |= EFER_LME | EFER_LMA;
+    sregs
+}
+
+/// Special registers for real mode with every data segment and CS based at `code_start`
+/// (which must be 16-byte aligned and below 1 MiB).
+pub fn real_mode_sregs(mut sregs: kvm_sregs, code_start: u64) -> kvm_sregs {
+    let selector = (code_start >> 4) as u16;
+    for seg in [
+        &mut sregs.cs,
+        &mut sregs.ds,
+        &mut sregs.es,
+        &mut sregs.fs,
+        &mut sregs.gs,
+        &mut sregs.ss,
+    ] {
+        seg.base = code_start;
+        seg.selector = selector;
+    }
+    sregs.cr0 &= !(CR0_PE | CR0_PG);
+    sregs.efer &= !(EFER_LME | EFER_LMA);
+    sregs
+}
+
+/// General registers: start at `rip` with a stack and the reserved flag bit.
+pub fn entry_regs(rip: u64, long_mode: bool) -> kvm_regs {
+    kvm_regs {
+        rip,
+        rflags: RFLAGS_RESERVED,
+        // In real mode SS:SP is relative to the code segment, so keep the stack under the code.
+        rsp: if long_mode { BOOT_STACK_TOP } else { 0xfff0 },
+        ..Default::default()
+    }
+}
+
+/// x87/SSE state after a reset that long-mode code expects (masked exceptions).
+pub fn boot_fpu() -> kvm_fpu {
+    kvm_fpu {
+        fcw: 0x37f,
+        mxcsr: 0x1f80,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_mode_sregs_enable_paging_pae_and_lma() {
+        let s = long_mode_sregs(kvm_sregs::default(), 0x9000);
+        assert_eq!(s.cr3, 0x9000);
+        assert_ne!(s.cr0 & CR0_PG, 0);
+        assert_ne!(s.cr0 & CR0_PE, 0);
+        assert_ne!(s.cr4 & CR4_PAE, 0);
+        assert_eq!(s.efer & (EFER_LME | EFER_LMA), EFER_LME | EFER_LMA);
+        assert_eq!(s.cs.l, 1);
+        assert_eq!(s.gdt.limit, 31);
+    }
+
+    #[test]
+    fn real_mode_sregs_base_every_segment_at_the_code() {
+        let start = kvm_sregs {
+            cr0: CR0_PE | CR0_PG,
+            ..Default::default()
+        };
+        let s = real_mode_sregs(start, 0x1_0000);
+        assert_eq!((s.cs.base, s.cs.selector), (0x1_0000, 0x1000));
+        assert_eq!((s.ss.base, s.ds.selector), (0x1_0000, 0x1000));
+        assert_eq!(s.cr0 & (CR0_PE | CR0_PG), 0);
+    }
+}

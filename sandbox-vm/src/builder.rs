@@ -1,0 +1,382 @@
+//! Assembles a runnable microVM from a [`VmConfig`] and a [`GuestImage`], runs its vCPU
+//! threads, and ends it with a status.
+//!
+//! The hot path, in order: open KVM and create the VM (+ irqchip/PIT), map and register
+//! guest RAM, load the guest code (+ GDT/page tables for long mode), put the devices on the
+//! port bus, create and configure the vCPUs, start one thread per vCPU.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
+use serde::Serialize;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::EventFd;
+use vmm_sys_util::signal::Killable;
+
+pub use crate::arch::x86_64::cpuid::CpuidPolicy;
+use crate::arch::x86_64::layout::{CODE_END, CODE_START};
+use crate::arch::x86_64::regs;
+use crate::devices::legacy::debug_exit::DebugExit;
+use crate::devices::legacy::i8042::I8042;
+use crate::devices::legacy::serial::SerialConsole;
+use crate::devices::legacy::{
+    DEBUG_EXIT_PORT, I8042_PORT, I8042_PORT_LEN, SERIAL_IRQ, SERIAL_PORT, SERIAL_PORT_LEN,
+};
+use crate::devices::PioBus;
+use crate::error::VmError;
+use crate::exit::{BuildStep, ExitReason, ExitSignal, VmOutcome};
+use crate::vstate::kick;
+use crate::vstate::memory;
+use crate::vstate::vcpu::{BootState, Vcpu};
+pub use crate::vstate::vm::IrqchipMode;
+use crate::vstate::vm::KvmVm;
+
+/// Real mode keeps its stack at the top of the 64 KiB code segment: code must stay below.
+const REAL_MODE_MAX_CODE: usize = 0xf000;
+
+/// The mode the boot vCPU starts the guest code in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CpuMode {
+    RealMode,
+    LongMode,
+}
+
+/// Flat guest code, loaded at [`CODE_START`] and entered there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestImage {
+    pub mode: CpuMode,
+    pub code: Vec<u8>,
+}
+
+/// What the VM looks like.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VmConfig {
+    /// Guest RAM in bytes (page multiple, 1 MiB .. 3 GiB).
+    pub mem_size: usize,
+    /// Number of vCPUs; more than one needs the in-kernel irqchip (the others wait for a
+    /// startup IPI there).
+    pub vcpus: u8,
+    pub irqchip: IrqchipMode,
+    pub cpuid: CpuidPolicy,
+}
+
+impl Default for VmConfig {
+    fn default() -> Self {
+        VmConfig {
+            mem_size: 16 << 20,
+            vcpus: 1,
+            irqchip: IrqchipMode::Auto,
+            cpuid: CpuidPolicy::default(),
+        }
+    }
+}
+
+/// A built VM, not yet running.
+pub struct Vm {
+    // Field order is drop order: vCPU fds, then the VM fd, then the memory KVM maps.
+    vcpus: Vec<Vcpu>,
+    steps: Vec<BuildStep>,
+    bus: Arc<PioBus>,
+    signal: Arc<ExitSignal>,
+    kvm_vm: KvmVm,
+    memory: GuestMemoryMmap,
+}
+
+impl Vm {
+    /// Builds the VM; the guest's serial output goes to `serial_out`.
+    pub fn build(
+        config: &VmConfig,
+        image: &GuestImage,
+        serial_out: Box<dyn Write + Send>,
+    ) -> Result<Vm, VmError> {
+        let created = Instant::now();
+        let mut steps = StepClock::new(created);
+        kick::install_handler()?;
+        let kvm_vm = KvmVm::create(config.irqchip)?;
+        check_vcpu_count(config.vcpus, &kvm_vm)?;
+        steps.mark("kvm-vm-and-irqchip");
+
+        let memory = memory::create_guest_memory(config.mem_size)?;
+        memory::register_with_kvm(&kvm_vm.fd, &memory)?;
+        let boot = load_image(&memory, image, config.mem_size)?;
+        steps.mark("guest-memory-and-image");
+
+        let signal = Arc::new(ExitSignal::new(created));
+        let bus = Arc::new(build_bus(&kvm_vm, &signal, serial_out)?);
+        steps.mark("devices");
+
+        let supported = kvm_vm
+            .kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(VmError::kvm("KVM_GET_SUPPORTED_CPUID"))?;
+        let mut vcpus = Vec::with_capacity(usize::from(config.vcpus));
+        for index in 0..config.vcpus {
+            let vcpu = Vcpu::new(&kvm_vm.fd, index)?;
+            vcpu.set_cpuid(&supported, config.cpuid)?;
+            if index == 0 {
+                vcpu.set_boot_state(boot)?;
+                if kvm_vm.irqchip {
+                    vcpu.set_runnable()?;
+                }
+            }
+            vcpus.push(vcpu);
+        }
+        steps.mark("vcpus");
+        Ok(Vm {
+            steps: steps.into_steps(),
+            vcpus,
+            bus,
+            signal,
+            kvm_vm,
+            memory,
+        })
+    }
+
+    /// When each build step finished, measured from the start of the build.
+    pub fn build_steps(&self) -> &[BuildStep] {
+        &self.steps
+    }
+
+    /// Whether the in-kernel irqchip and PIT are in use.
+    pub fn has_irqchip(&self) -> bool {
+        self.kvm_vm.irqchip
+    }
+
+    /// Why the irqchip is missing, when it is.
+    pub fn irqchip_note(&self) -> Option<&str> {
+        self.kvm_vm.irqchip_note.as_deref()
+    }
+
+    /// Starts one thread per vCPU.
+    pub fn start(mut self) -> Result<RunningVm, VmError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut running = RunningVm {
+            threads: Vec::new(),
+            stop: Arc::clone(&stop),
+            signal: Arc::clone(&self.signal),
+            steps: std::mem::take(&mut self.steps),
+            _kvm_vm: None,
+            memory: None,
+        };
+        for vcpu in self.vcpus.drain(..) {
+            let index = vcpu.index();
+            let (bus, signal, stop) = (
+                Arc::clone(&self.bus),
+                Arc::clone(&self.signal),
+                Arc::clone(&stop),
+            );
+            let thread = std::thread::Builder::new()
+                .name(format!("vcpu{index}"))
+                .spawn(move || vcpu.run(bus, signal, stop))
+                .map_err(|source| VmError::VcpuThread { index, source });
+            match thread {
+                Ok(handle) => running.threads.push(handle),
+                // `running` drops here and stops the threads already started.
+                Err(e) => return Err(e),
+            }
+        }
+        running.steps.push(BuildStep {
+            step: "vcpu-threads-started",
+            after: self.signal.created().elapsed(),
+        });
+        running._kvm_vm = Some(self.kvm_vm);
+        running.memory = Some(self.memory);
+        Ok(running)
+    }
+
+    /// Starts the VM and waits for it to end, at most `timeout` (then it is stopped).
+    pub fn run(self, timeout: Option<Duration>) -> Result<VmOutcome, VmError> {
+        Ok(self.start()?.wait(timeout))
+    }
+}
+
+/// Records when each step of the hot path ended.
+struct StepClock {
+    created: Instant,
+    steps: Vec<BuildStep>,
+}
+
+impl StepClock {
+    fn new(created: Instant) -> Self {
+        StepClock {
+            created,
+            steps: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, step: &'static str) {
+        self.steps.push(BuildStep {
+            step,
+            after: self.created.elapsed(),
+        });
+    }
+
+    fn into_steps(self) -> Vec<BuildStep> {
+        self.steps
+    }
+}
+
+fn check_vcpu_count(vcpus: u8, kvm_vm: &KvmVm) -> Result<(), VmError> {
+    let max = kvm_vm.kvm.get_max_vcpus();
+    if vcpus == 0 || usize::from(vcpus) > max {
+        return Err(VmError::Config(format!(
+            "vcpus {vcpus}: KVM allows 1..={max}"
+        )));
+    }
+    if vcpus > 1 && !kvm_vm.irqchip {
+        return Err(VmError::Config(format!(
+            "vcpus {vcpus}: more than one vCPU needs the in-kernel irqchip to hold the others \
+             until a startup IPI ({})",
+            kvm_vm.irqchip_note.as_deref().unwrap_or("irqchip missing")
+        )));
+    }
+    Ok(())
+}
+
+/// Copies the guest code to CODE_START (and the long-mode tables); returns the boot state.
+fn load_image(
+    mem: &GuestMemoryMmap,
+    image: &GuestImage,
+    mem_size: usize,
+) -> Result<BootState, VmError> {
+    let len = image.code.len();
+    let limit = match image.mode {
+        CpuMode::RealMode => REAL_MODE_MAX_CODE,
+        CpuMode::LongMode => (CODE_END - CODE_START) as usize,
+    };
+    if len == 0 || len > limit || CODE_START as usize + len > mem_size {
+        return Err(VmError::Config(format!(
+            "guest code of {len} bytes: must be 1..={limit} bytes and fit in mem_size {mem_size:#x}"
+        )));
+    }
+    mem.write_slice(&image.code, GuestAddress(CODE_START))
+        .map_err(|e| VmError::GuestMemory(format!("guest code at {CODE_START:#x}: {e}")))?;
+    Ok(match image.mode {
+        CpuMode::RealMode => BootState::RealMode { entry: CODE_START },
+        CpuMode::LongMode => BootState::LongMode {
+            entry: CODE_START,
+            cr3: regs::write_long_mode_tables(mem)?,
+        },
+    })
+}
+
+fn build_bus(
+    kvm_vm: &KvmVm,
+    signal: &Arc<ExitSignal>,
+    serial_out: Box<dyn Write + Send>,
+) -> Result<PioBus, VmError> {
+    let serial_irq = EventFd::new(libc::EFD_NONBLOCK)
+        .map_err(|e| VmError::Config(format!("serial interrupt eventfd: {e}")))?;
+    if kvm_vm.irqchip {
+        kvm_vm
+            .fd
+            .register_irqfd(&serial_irq, SERIAL_IRQ)
+            .map_err(VmError::kvm("KVM_IRQFD (serial)"))?;
+    }
+    let mut bus = PioBus::new();
+    bus.insert(
+        SERIAL_PORT,
+        SERIAL_PORT_LEN,
+        Box::new(SerialConsole::new(
+            serial_irq,
+            Arc::clone(signal),
+            serial_out,
+        )),
+    )?;
+    bus.insert(
+        I8042_PORT,
+        I8042_PORT_LEN,
+        Box::new(I8042::new(Arc::clone(signal))),
+    )?;
+    bus.insert(
+        DEBUG_EXIT_PORT,
+        1,
+        Box::new(DebugExit::new(Arc::clone(signal))),
+    )?;
+    Ok(bus)
+}
+
+/// Ends a running VM from any thread.
+#[derive(Debug, Clone)]
+pub struct VmStopper {
+    signal: Arc<ExitSignal>,
+}
+
+impl VmStopper {
+    /// Asks the VM to stop; the waiter then stops every vCPU. No effect if it already ended.
+    pub fn stop(&self) {
+        self.signal.report(ExitReason::Stopped);
+    }
+}
+
+/// A VM whose vCPU threads are running.
+pub struct RunningVm {
+    threads: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    signal: Arc<ExitSignal>,
+    steps: Vec<BuildStep>,
+    // Kept alive until the threads are joined (see Drop).
+    _kvm_vm: Option<KvmVm>,
+    memory: Option<GuestMemoryMmap>,
+}
+
+impl RunningVm {
+    pub fn stopper(&self) -> VmStopper {
+        VmStopper {
+            signal: Arc::clone(&self.signal),
+        }
+    }
+
+    /// Waits for the guest to end, or for `timeout` (then stops it), and joins every vCPU.
+    pub fn wait(mut self, timeout: Option<Duration>) -> VmOutcome {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let (reason, reported_at) = match self.signal.wait_until(deadline) {
+            Some(found) => found,
+            None => {
+                let after = timeout.unwrap_or_default();
+                self.signal.report(ExitReason::TimedOut { after });
+                // Someone may have reported first in the meantime: theirs wins.
+                self.signal
+                    .wait_until(None)
+                    .unwrap_or((ExitReason::TimedOut { after }, Instant::now()))
+            }
+        };
+        self.stop_vcpus();
+        let created = self.signal.created();
+        VmOutcome {
+            reason,
+            first_output_after: self.signal.first_output_after(),
+            exit_after: reported_at.saturating_duration_since(created),
+            total: created.elapsed(),
+            guest_resident_bytes: self.memory.as_ref().map_or(0, memory::resident_bytes),
+            build_steps: std::mem::take(&mut self.steps),
+        }
+    }
+
+    /// Sets the stop flag, kicks every vCPU out of KVM_RUN and joins the threads.
+    fn stop_vcpus(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        for thread in self.threads.drain(..) {
+            // One kick suffices (it sets immediate_exit); re-kick in case the thread was
+            // between checks, and stop waiting on a thread only when it has finished.
+            while !thread.is_finished() {
+                let _ = thread.kill(kick::kick_signal());
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // The vCPU loop does not panic on guest input; a panic is already reported on
+            // stderr by the thread itself.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for RunningVm {
+    fn drop(&mut self) {
+        self.stop_vcpus();
+    }
+}

@@ -1,0 +1,6 @@
+//! Emulated devices and the bus that routes guest port I/O to them.
+
+pub mod bus;
+pub mod legacy;
+
+pub use bus::{PioBus, PioDevice};

@@ -1,0 +1,171 @@
+//! A tiny x86 code emitter for the test guests, so runvm needs no external assembler.
+//!
+//! Hand-written: it only knows the dozen instructions the tiny guests use, each with its
+//! encoding in the comment (Intel SDM vol. 2). 16-bit and 64-bit code differ only where an
+//! operand-size prefix or a different opcode is needed.
+
+/// The CPU mode the emitted code runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bits {
+    Real16,
+    Long64,
+}
+
+/// Emits machine code for one straight-line tiny guest.
+#[derive(Debug, Clone)]
+pub struct Asm {
+    bits: Bits,
+    code: Vec<u8>,
+}
+
+impl Asm {
+    pub fn new(bits: Bits) -> Self {
+        Asm {
+            bits,
+            code: Vec::new(),
+        }
+    }
+
+    fn emit(&mut self, bytes: &[u8]) -> &mut Self {
+        self.code.extend_from_slice(bytes);
+        self
+    }
+
+    /// `mov dx, port` (BA iw; 66 BA iw in 64-bit mode where the default operand is 32-bit).
+    pub fn mov_dx(&mut self, port: u16) -> &mut Self {
+        if self.bits == Bits::Long64 {
+            self.emit(&[0x66]);
+        }
+        let [lo, hi] = port.to_le_bytes();
+        self.emit(&[0xba, lo, hi])
+    }
+
+    /// `mov al, value; out dx, al` (B0 ib; EE).
+    pub fn out_dx_byte(&mut self, value: u8) -> &mut Self {
+        self.emit(&[0xb0, value, 0xee])
+    }
+
+    /// `mov al, value; out port, al` (B0 ib; E6 ib) for ports below 0x100.
+    pub fn out_imm_port(&mut self, port: u8, value: u8) -> &mut Self {
+        self.emit(&[0xb0, value, 0xe6, port])
+    }
+
+    /// Sends `text` to the UART at `port`, one `out` per byte (the UART never makes the
+    /// guest wait, so the tiny guests skip polling the line status).
+    pub fn print(&mut self, port: u16, text: &[u8]) -> &mut Self {
+        self.mov_dx(port);
+        for byte in text {
+            self.out_dx_byte(*byte);
+        }
+        self
+    }
+
+    /// `mov ecx, n; l: dec ecx; jnz l`: n iterations of a two-instruction loop
+    /// (66 B9 id / B9 id; 66 49 / FF C9; 75 FC).
+    pub fn count_down(&mut self, iterations: u32) -> &mut Self {
+        let n = iterations.max(1).to_le_bytes();
+        match self.bits {
+            Bits::Real16 => self
+                .emit(&[0x66, 0xb9])
+                .emit(&n)
+                .emit(&[0x66, 0x49, 0x75, 0xfc]),
+            Bits::Long64 => self.emit(&[0xb9]).emit(&n).emit(&[0xff, 0xc9, 0x75, 0xfc]),
+        }
+    }
+
+    /// Prints '1' or '0' to the UART at `port`: bit LMA of the EFER MSR, i.e. whether the
+    /// CPU really is in long mode (64-bit only: B9 id; 0F 32; C1 E8 0A; 24 01; 04 30; EE).
+    pub fn print_efer_lma(&mut self, port: u16) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        self.emit(&[0xb9, 0x80, 0x00, 0x00, 0xc0]) // mov ecx, 0xc0000080 (EFER)
+            .emit(&[0x0f, 0x32]) // rdmsr (fills edx:eax, so dx is loaded after it)
+            .emit(&[0xc1, 0xe8, 0x0a]) // shr eax, 10
+            .emit(&[0x24, 0x01]) // and al, 1
+            .emit(&[0x04, b'0']) // add al, '0'
+            .mov_dx(port)
+            .emit(&[0xee]) // out dx, al
+    }
+
+    /// Prints the byte 'L' through a 64-bit-only computation: `mov rax, 'L' << 32;
+    /// shr rax, 32; out dx, al` (48 B8 iq; 48 C1 E8 20; EE). Any other mode decodes it
+    /// differently and prints something else.
+    pub fn print_via_64bit_register(&mut self, port: u16) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        let wide = (u64::from(b'L') << 32).to_le_bytes();
+        self.mov_dx(port)
+            .emit(&[0x48, 0xb8])
+            .emit(&wide)
+            .emit(&[0x48, 0xc1, 0xe8, 0x20, 0xee])
+    }
+
+    /// Prints what CPUID tells the guest about the hypervisor: '1'/'0' for CPUID.1:ECX[31],
+    /// then the first byte of the leaf 0x40000000 signature ('K' for "KVMKVMKVM").
+    /// 64-bit only: B8 id; 0F A2; C1 E9 1F; 88 C8; 04 30; EE and B8 id; 0F A2; 88 D8; EE.
+    pub fn print_cpuid_hypervisor(&mut self, port: u16) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        self.emit(&[0xb8, 0x01, 0x00, 0x00, 0x00]) // mov eax, 1
+            .emit(&[0x0f, 0xa2]) // cpuid (fills ebx, ecx, edx)
+            .emit(&[0xc1, 0xe9, 0x1f]) // shr ecx, 31
+            .emit(&[0x88, 0xc8]) // mov al, cl
+            .emit(&[0x04, b'0']) // add al, '0'
+            .mov_dx(port)
+            .emit(&[0xee]) // out dx, al
+            .emit(&[0xb8, 0x00, 0x00, 0x00, 0x40]) // mov eax, 0x40000000
+            .emit(&[0x0f, 0xa2]) // cpuid
+            .emit(&[0x88, 0xd8]) // mov al, bl
+            .mov_dx(port)
+            .emit(&[0xee]) // out dx, al
+    }
+
+    /// `jmp $` (EB FE): spin forever.
+    pub fn spin(&mut self) -> &mut Self {
+        self.emit(&[0xeb, 0xfe])
+    }
+
+    /// `int3` (CC): a breakpoint trap. With no IDT it ends in a triple fault on hardware.
+    pub fn int3(&mut self) -> &mut Self {
+        self.emit(&[0xcc])
+    }
+
+    /// `hlt` (F4).
+    pub fn hlt(&mut self) -> &mut Self {
+        self.emit(&[0xf4])
+    }
+
+    pub fn finish(&self) -> Vec<u8> {
+        self.code.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_mode_print_encodes_mov_dx_then_out_per_byte() {
+        let code = Asm::new(Bits::Real16).print(0x3f8, b"hi").finish();
+        assert_eq!(
+            code,
+            vec![0xba, 0xf8, 0x03, 0xb0, b'h', 0xee, 0xb0, b'i', 0xee]
+        );
+    }
+
+    #[test]
+    fn long_mode_needs_the_operand_size_prefix_for_dx() {
+        let code = Asm::new(Bits::Long64).mov_dx(0x3f8).finish();
+        assert_eq!(code, vec![0x66, 0xba, 0xf8, 0x03]);
+    }
+
+    #[test]
+    fn count_down_jumps_back_to_the_decrement() {
+        for bits in [Bits::Real16, Bits::Long64] {
+            let code = Asm::new(bits).count_down(5).finish();
+            let jnz = code.len() - 2;
+            assert_eq!(code[jnz], 0x75);
+            // rel8 is counted from the end of jnz and must land on `dec ecx` (2 bytes back
+            // from jnz).
+            let target = code.len() as isize + (code[jnz + 1] as i8) as isize;
+            assert_eq!(target, jnz as isize - 2);
+        }
+    }
+}
