@@ -224,4 +224,12 @@ pub enum Command {
     },
     /// Print what this build of runvm supports, as a runtime-spec features document.
     Features,
+    /// Say what this host can run, for each isolation class.
+    Check {
+        #[arg(long, short, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        /// Skip the tiny-guest speed measurement.
+        #[arg(long)]
+        no_calibrate: bool,
+    },
 }

@@ -7,6 +7,14 @@ const NAMESPACES: &[&str] = &[
     "cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts",
 ];
 
+fn kvm_mode() -> String {
+    let report = runvm_sandbox_vm::host::probe(None);
+    serde_json::to_value(report.mode)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{:?}", report.mode))
+}
+
 pub fn features() -> Value {
     let capabilities: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
     json!({
@@ -26,6 +34,8 @@ pub fn features() -> Value {
         },
         "annotations": {
             "org.opencontainers.runtime-spec.features.version": env!("CARGO_PKG_VERSION"),
+            // What `runvm check` says about VM sandboxes on this host (no guest is run here).
+            "org.runvm.kvm.mode": kvm_mode(),
         },
     })
 }

@@ -7,6 +7,7 @@
 //!   the namespaces, rootfs, credentials and seccomp from inside.
 
 pub mod cgroups;
+pub mod check;
 pub mod cli;
 pub mod container;
 pub mod fault;

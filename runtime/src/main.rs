@@ -119,6 +119,17 @@ fn dispatch(cli: Cli) -> Result<u8> {
             spec_cmd::write_spec(&bundle, rootless)?;
             Ok(0)
         }
+        Command::Check {
+            format,
+            no_calibrate,
+        } => {
+            let report = runvm_runtime::check::check(!no_calibrate);
+            match format {
+                ListFormat::Json => print_out(&serde_json::to_string_pretty(&report)?),
+                ListFormat::Table => print_out(report.to_text().trim_end()),
+            }
+            Ok(0)
+        }
         Command::Features => {
             print_out(&serde_json::to_string_pretty(
                 &runvm_runtime::features::features(),

@@ -172,3 +172,49 @@ fn json_log_records_the_failure() {
     }
     rt.assert_no_leftovers(&bundle);
 }
+
+/// `runvm check` tells the truth about KVM: it calls KVM hardware-backed only when the CPU
+/// advertises vmx/svm, and never claims Linux guests where it found KVM emulated.
+#[test]
+fn check_reports_kvm_consistently_with_the_cpu() {
+    if !is_runvm() {
+        return;
+    }
+    let out = std::process::Command::new(runtime_bin())
+        .args(["check", "--format", "json", "--no-calibrate"])
+        .output()
+        .expect("run check");
+    assert_success(&out, "check");
+    let report: serde_json::Value = serde_json::from_str(&stdout_of(&out)).expect("check json");
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let virt = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+    let mode = report["kvm"]["mode"].as_str().expect("kvm.mode");
+    if mode == "hardware" {
+        assert!(
+            virt,
+            "hardware KVM claimed without vmx/svm in /proc/cpuinfo"
+        );
+    }
+    if mode == "emulated-pvm" {
+        assert_eq!(report["kvm"]["can_boot_linux"], false);
+        assert!(std::path::Path::new("/sys/module/kvm_pvm").exists());
+    }
+    if !std::path::Path::new("/dev/kvm").exists() {
+        assert_eq!(mode, "absent");
+    }
+    assert_eq!(
+        report["vm"]["available"], false,
+        "VM sandboxes are not built yet"
+    );
+    let features: serde_json::Value = serde_json::from_str(&stdout_of(
+        &std::process::Command::new(runtime_bin())
+            .arg("features")
+            .output()
+            .expect("features"),
+    ))
+    .expect("features json");
+    assert_eq!(features["annotations"]["org.runvm.kvm.mode"], mode);
+}
