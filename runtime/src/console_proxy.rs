@@ -76,6 +76,25 @@ pub fn copy_window_size(master: &std::fs::File) {
     }
 }
 
+/// stdin's terminal size as a runtime-spec consoleSize, if stdin is a terminal.
+pub fn stdin_window_size() -> Option<oci_spec::runtime::Box> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills a winsize we own.
+    if unsafe { libc::ioctl(libc::STDIN_FILENO, libc::TIOCGWINSZ, &mut ws) } != 0 {
+        return None;
+    }
+    oci_spec::runtime::BoxBuilder::default()
+        .height(u64::from(ws.ws_row))
+        .width(u64::from(ws.ws_col))
+        .build()
+        .ok()
+}
+
 /// What one round of the copy loop saw.
 pub enum Event {
     Signal,

@@ -22,10 +22,15 @@ pub fn exec(store: &Store, args: ExecArgs) -> Result<u8> {
     } else {
         foreground::block_signals()?
     };
+    let mut process = process;
     let terminal = process.terminal().unwrap_or(false);
     let proxy = if terminal && args.console_socket.is_none() {
         if args.detach {
             bail!("--tty with --detach needs --console-socket");
+        }
+        // The process sets up its pty before it runs: give it our terminal's size now.
+        if let Some(size) = console_proxy::stdin_window_size() {
+            process.set_console_size(Some(size));
         }
         Some(UnixStream::pair()?)
     } else {

@@ -45,7 +45,12 @@ pub fn run(store: &Store, opts: &CreateOptions, detach: bool, keep: bool) -> Res
     } = lifecycle::create(store, &opts)?;
     opts.console_stream = None;
     let master = match &proxy {
-        Some(sock) => Some(File::from(console_proxy::receive_master(sock)?)),
+        Some(sock) => {
+            let master = File::from(console_proxy::receive_master(sock)?);
+            // Before start: the program may ask for its window size as soon as it runs.
+            console_proxy::copy_window_size(&master);
+            Some(master)
+        }
         None => None,
     };
     if let Err(e) = lifecycle::start(&dir, &mut state) {
