@@ -13,15 +13,15 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use containerd_shim::protos::api::DeleteResponse;
 use containerd_shim::protos::protobuf::Message;
-use containerd_shim::protos::{create_task, Task};
 use containerd_shim::protos::ttrpc::{MethodHandler, Server};
+use containerd_shim::protos::{create_task, Task};
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{ExitSignal, Flags};
 
@@ -121,6 +121,10 @@ fn delete(flags: &Flags) -> Result<(), String> {
         Err(e) => return Err(e.to_string()),
     }
     crate::rootfs::unmount(&bundle);
+    // The dead shim could not remove its socket; `start` recorded where it was.
+    if let Ok(address) = std::fs::read_to_string(bundle.join("address")) {
+        let _ = std::fs::remove_file(socket_path(address.trim()));
+    }
     let response = DeleteResponse {
         exit_status: 128 + libc::SIGKILL as u32,
         exited_at: timestamp(worker::now_nanos()),
@@ -140,7 +144,8 @@ fn task_methods(task: Arc<dyn Task + Send + Sync>) -> (Methods, Methods) {
     let v2 = create_task(task)
         .into_iter()
         .map(|(path, handler)| {
-            let renamed = path.replacen("/containerd.task.v3.Task/", "/containerd.task.v2.Task/", 1);
+            let renamed =
+                path.replacen("/containerd.task.v3.Task/", "/containerd.task.v2.Task/", 1);
             (renamed, handler)
         })
         .collect();

@@ -15,7 +15,10 @@ pub enum Phase {
     /// Exec registered (not started yet), or init created and waiting for start.
     Created,
     Running,
-    Exited { status: u32, at_nanos: i64 },
+    Exited {
+        status: u32,
+        at_nanos: i64,
+    },
 }
 
 #[derive(Debug)]

@@ -17,9 +17,9 @@ use containerd_shim::protos::events::task::{
     TaskResumed, TaskStart,
 };
 use containerd_shim::ExitSignal;
+use runvm_oci::ContainerState;
 use runvm_runtime::container::{ContainerDir, Store};
 use runvm_runtime::lifecycle;
-use runvm_oci::ContainerState;
 
 use crate::error::ShimError;
 use crate::events::Events;
@@ -92,7 +92,9 @@ impl Service {
     }
 
     pub fn lock(&self) -> MutexGuard<'_, HashMap<String, Container>> {
-        self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn store(&self) -> Store {
@@ -188,7 +190,9 @@ impl Service {
             .ok_or_else(|| ShimError::NotFound(format!("task {id}")))?;
         if exec_id.is_empty() {
             if container.init.phase != Phase::Created {
-                return Err(ShimError::FailedPrecondition(format!("task {id} already started")));
+                return Err(ShimError::FailedPrecondition(format!(
+                    "task {id} already started"
+                )));
             }
             let (dir, mut state) = self.open(id)?;
             lifecycle::start(&dir, &mut state)?;
@@ -205,7 +209,9 @@ impl Service {
         }
         let process = container.process_mut(exec_id)?;
         if process.phase != Phase::Created {
-            return Err(ShimError::FailedPrecondition(format!("exec {exec_id} already started")));
+            return Err(ShimError::FailedPrecondition(format!(
+                "exec {exec_id} already started"
+            )));
         }
         let spec = process
             .spec
@@ -255,10 +261,14 @@ impl Service {
             .get_mut(id)
             .ok_or_else(|| ShimError::NotFound(format!("task {id}")))?;
         if container.init.exited().is_some() {
-            return Err(ShimError::FailedPrecondition(format!("task {id} has stopped")));
+            return Err(ShimError::FailedPrecondition(format!(
+                "task {id} has stopped"
+            )));
         }
         if exec_id.is_empty() || container.execs.contains_key(exec_id) {
-            return Err(ShimError::AlreadyExists(format!("exec {exec_id:?} of {id}")));
+            return Err(ShimError::AlreadyExists(format!(
+                "exec {exec_id:?} of {id}"
+            )));
         }
         let mut process = Process::new(exec_id, paths);
         process.spec = Some(Box::new(spec));
@@ -344,7 +354,9 @@ impl Service {
             return Ok((pid, status, at));
         }
         if container.init.phase == Phase::Running {
-            return Err(ShimError::FailedPrecondition(format!("task {id} is still running")));
+            return Err(ShimError::FailedPrecondition(format!(
+                "task {id} is still running"
+            )));
         }
         // A created task that never started is killed here (as containerd expects).
         match self.open(id) {
@@ -405,7 +417,13 @@ impl Service {
         Ok(())
     }
 
-    pub fn resize(&self, id: &str, exec_id: &str, width: u32, height: u32) -> Result<(), ShimError> {
+    pub fn resize(
+        &self,
+        id: &str,
+        exec_id: &str,
+        width: u32,
+        height: u32,
+    ) -> Result<(), ShimError> {
         let tasks = self.lock();
         let container = tasks
             .get(id)

@@ -37,9 +37,8 @@ fn to_any<M: MessageFull>(msg: &M) -> Result<Any, ShimError> {
 
 /// containerd sends OCI structures (exec process, update resources) as JSON in an Any.
 fn json_of<T: serde::de::DeserializeOwned>(any: &Any, field: &str) -> Result<T, ShimError> {
-    serde_json::from_slice(&any.value).map_err(|e| {
-        ShimError::InvalidArgument(format!("{field} ({}): {e}", any.type_url))
-    })
+    serde_json::from_slice(&any.value)
+        .map_err(|e| ShimError::InvalidArgument(format!("{field} ({}): {e}", any.type_url)))
 }
 
 fn runtime_status(status: runvm_oci::Status) -> Status {
@@ -102,7 +101,9 @@ impl Task for TaskApi {
         req: CreateTaskRequest,
     ) -> TtrpcResult<CreateTaskResponse> {
         if !req.checkpoint.is_empty() {
-            return Err(ShimError::InvalidArgument("checkpoint restore is not supported".into()).into());
+            return Err(
+                ShimError::InvalidArgument("checkpoint restore is not supported".into()).into(),
+            );
         }
         let pid = self.0.create(CreateSpec {
             id: req.id,
@@ -145,7 +146,12 @@ impl Task for TaskApi {
         let tasks = self.0.lock();
         let execs: Vec<(i32, String)> = tasks
             .get(&req.id)
-            .map(|c| c.execs.values().map(|p| (p.pid, p.exec_id.clone())).collect())
+            .map(|c| {
+                c.execs
+                    .values()
+                    .map(|p| (p.pid, p.exec_id.clone()))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut processes = Vec::with_capacity(pids.len());
         for pid in pids {
@@ -200,7 +206,8 @@ impl Task for TaskApi {
     }
 
     fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> TtrpcResult<Empty> {
-        self.0.resize(&req.id, &req.exec_id, req.width, req.height)?;
+        self.0
+            .resize(&req.id, &req.exec_id, req.width, req.height)?;
         Ok(Empty::new())
     }
 

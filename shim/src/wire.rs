@@ -22,7 +22,9 @@ pub enum WireError {
     Io(#[from] nix::Error),
     #[error("shim/worker message does not parse: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("shim/worker message was cut short (over {MAX_MESSAGE} bytes or too many descriptors)")]
+    #[error(
+        "shim/worker message was cut short (over {MAX_MESSAGE} bytes or too many descriptors)"
+    )]
     Truncated,
 }
 
@@ -50,9 +52,7 @@ pub fn send<T: Serialize>(sock: BorrowedFd, msg: &T, fds: &[RawFd]) -> Result<()
 }
 
 /// The next message and its descriptors (close-on-exec), or `None` when the peer is gone.
-pub fn recv<T: DeserializeOwned>(
-    sock: BorrowedFd,
-) -> Result<Option<(T, Vec<OwnedFd>)>, WireError> {
+pub fn recv<T: DeserializeOwned>(sock: BorrowedFd) -> Result<Option<(T, Vec<OwnedFd>)>, WireError> {
     let mut buf = vec![0u8; MAX_MESSAGE];
     let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
     let (len, truncated, fds) = loop {
@@ -70,7 +70,11 @@ pub fn recv<T: DeserializeOwned>(
         for cmsg in msg.cmsgs()? {
             if let ControlMessageOwned::ScmRights(received) = cmsg {
                 // SAFETY: SCM_RIGHTS just installed these descriptors in our table; we own them.
-                fds.extend(received.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                fds.extend(
+                    received
+                        .into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
             }
         }
         let truncated = msg

@@ -142,7 +142,10 @@ fn serve(requests: &OwnedFd, exits: &OwnedFd) -> Result<(), String> {
     detach_stdio()?;
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-        return Err(format!("PR_SET_CHILD_SUBREAPER: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "PR_SET_CHILD_SUBREAPER: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     // SAFETY: prctl with integer arguments only; a worker without its shim has no purpose.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
@@ -153,8 +156,8 @@ fn serve(requests: &OwnedFd, exits: &OwnedFd) -> Result<(), String> {
     let sigchld = SignalFd::with_flags(&chld, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| format!("signalfd: {e}"))?;
     // exec joins the container's pid namespace for its children; this puts us back after.
-    let own_pid_ns = std::fs::File::open("/proc/self/ns/pid")
-        .map_err(|e| format!("/proc/self/ns/pid: {e}"))?;
+    let own_pid_ns =
+        std::fs::File::open("/proc/self/ns/pid").map_err(|e| format!("/proc/self/ns/pid: {e}"))?;
     loop {
         let mut fds = [
             PollFd::new(requests.as_fd(), PollFlags::POLLIN),
@@ -171,7 +174,8 @@ fn serve(requests: &OwnedFd, exits: &OwnedFd) -> Result<(), String> {
             reap_all(exits)?;
         }
         if request_ready {
-            let Some((req, fds)) = wire::recv::<Request>(requests.as_fd()).map_err(|e| e.to_string())?
+            let Some((req, fds)) =
+                wire::recv::<Request>(requests.as_fd()).map_err(|e| e.to_string())?
             else {
                 return Ok(());
             };
@@ -200,7 +204,10 @@ fn detach_stdio() -> Result<(), String> {
     for target in 0..=2 {
         // SAFETY: dup2 of a descriptor we own onto a stdio number.
         if unsafe { libc::dup2(null.as_raw_fd(), target) } < 0 {
-            return Err(format!("dup2 /dev/null: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "dup2 /dev/null: {}",
+                std::io::Error::last_os_error()
+            ));
         }
     }
     Ok(())
@@ -277,7 +284,9 @@ fn stdio_of(mode: Stdio, fds: &[OwnedFd]) -> Result<StdioParts, String> {
             None,
         )),
         (Stdio::Console, [sock]) => {
-            let sock = sock.try_clone().map_err(|e| format!("console socket: {e}"))?;
+            let sock = sock
+                .try_clone()
+                .map_err(|e| format!("console socket: {e}"))?;
             Ok((None, Some(Arc::new(UnixStream::from(sock)))))
         }
         _ => Err(format!(

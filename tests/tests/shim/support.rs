@@ -43,7 +43,9 @@ pub struct Cleanup<'a> {
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
         let id = self.id.as_str();
-        let _ = self.client.run("ctr", &["task", "kill", "-s", "SIGKILL", id]);
+        let _ = self
+            .client
+            .run("ctr", &["task", "kill", "-s", "SIGKILL", id]);
         let _ = self.client.run("ctr", &["task", "delete", "--force", id]);
         let _ = self.client.run("ctr", &["container", "delete", id]);
     }
@@ -141,7 +143,9 @@ pub fn shim_of(id: &str) -> Option<(i32, String)> {
             .collect();
         let is_ours = args.first().is_some_and(|a| a.ends_with(SHIM))
             && args.windows(2).any(|w| w[0] == "-id" && w[1] == id)
-            && args.windows(2).any(|w| w[0] == "-namespace" && w[1] == NAMESPACE);
+            && args
+                .windows(2)
+                .any(|w| w[0] == "-namespace" && w[1] == NAMESPACE);
         if !is_ours {
             continue;
         }
@@ -172,15 +176,28 @@ pub fn shim_of(id: &str) -> Option<(i32, String)> {
 pub fn assert_nothing_left(id: &str, socket: Option<&str>, bundle_rootfs_suffix: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while shim_of(id).is_some() || any_shim_process(id) {
-        assert!(Instant::now() < deadline, "shim for {id} still runs 10 s after delete");
+        assert!(
+            Instant::now() < deadline,
+            "shim for {id} still runs 10 s after delete"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     if let Some(socket) = socket {
-        assert!(!Path::new(socket).exists(), "shim socket {socket} left behind");
+        assert!(
+            !Path::new(socket).exists(),
+            "shim socket {socket} left behind"
+        );
     }
     let state = Path::new("/run/containerd/runvm").join(NAMESPACE).join(id);
-    assert!(!state.exists(), "runvm state {} left behind", state.display());
-    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").expect("/sys/fs/cgroup").flatten() {
+    assert!(
+        !state.exists(),
+        "runvm state {} left behind",
+        state.display()
+    );
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+        .expect("/sys/fs/cgroup")
+        .flatten()
+    {
         let cgroup = hierarchy.path().join(NAMESPACE).join(id);
         assert!(!cgroup.exists(), "cgroup {} left behind", cgroup.display());
     }
