@@ -32,6 +32,8 @@ pub struct Process {
     pub phase: Phase,
     /// An exec's process spec, kept from Exec until Start.
     pub spec: Option<Box<oci_spec::runtime::Process>>,
+    /// CloseIO(stdin) arrived (possibly before Start).
+    pub stdin_closed: bool,
 }
 
 impl Process {
@@ -44,6 +46,7 @@ impl Process {
             held: Held::default(),
             phase: Phase::Created,
             spec: None,
+            stdin_closed: false,
         }
     }
 

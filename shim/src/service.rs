@@ -197,7 +197,8 @@ impl Service {
             let (dir, mut state) = self.open(id)?;
             lifecycle::start(&dir, &mut state)?;
             container.init.phase = Phase::Running;
-            // The client's stdin writer is there by now: its close becomes the process's EOF.
+            // The client opened its stdin writer when Create opened our reader, an RPC ago:
+            // from now on its close is the process's EOF.
             container.init.held.stdin_writer = None;
             let pid = container.init.pid;
             self.events.send(TaskStart {
@@ -235,7 +236,12 @@ impl Service {
                 return Err(e);
             }
         };
-        held.stdin_writer = None;
+        // Unlike init's, an exec's stdin FIFO is first opened here, so the client's writer may
+        // not be connected yet: the placeholder stays until CloseIO (ctr, docker and the CRI
+        // send it when their stdin ends) or the exit.
+        if process.stdin_closed {
+            held.stdin_writer = None;
+        }
         process.pid = pid;
         process.pidfd = Some(pidfd);
         process.held = held;
@@ -413,7 +419,9 @@ impl Service {
         let container = tasks
             .get_mut(id)
             .ok_or_else(|| ShimError::NotFound(format!("task {id}")))?;
-        container.process_mut(exec_id)?.held.stdin_writer = None;
+        let process = container.process_mut(exec_id)?;
+        process.stdin_closed = true;
+        process.held.stdin_writer = None;
         Ok(())
     }
 

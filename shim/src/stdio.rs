@@ -6,8 +6,9 @@
 //! return at once, and holds it while the process runs:
 //! - stdout/stderr: a read end, so writes before the client's reader arrives are buffered
 //!   instead of failing with EPIPE. A reader never delays EOF for the client.
-//! - stdin: a write end until `start` (or CloseIO), so the process does not read EOF before the
-//!   client's writer is there; after that the client's close is the process's EOF.
+//! - stdin: a write end, so the process does not read EOF before the client's writer is there;
+//!   dropped at init's start, or at CloseIO for an exec (see `service`), after which the
+//!   client's close is the process's EOF.
 //!
 //! With a terminal, init sends the pty master to the shim and the shim copies between it and
 //! the FIFOs in two threads.

@@ -120,6 +120,24 @@ fn shim_detached_task_exec_pause_metrics_kill_delete() {
     assert_exit(&out, 7, "ctr task exec");
     assert_eq!(stdout_of(&out).trim(), "exec-pid1=sh");
 
+    // stdin through the exec's FIFO, to EOF.
+    let out = support::ctr_with_stdin(
+        &dir,
+        &[
+            "task",
+            "exec",
+            "--exec-id",
+            "e2",
+            &id,
+            "sh",
+            "-c",
+            "cat; echo eof-seen",
+        ],
+        "piped-in\n",
+    );
+    assert_exit(&out, 0, "ctr task exec with stdin");
+    assert_eq!(stdout_of(&out), "piped-in\neof-seen\n");
+
     // ps lists init (and nothing that is not in the container's cgroup).
     let init_pid = {
         let out = client.run("ctr", &["task", "ls"]);
@@ -191,6 +209,9 @@ fn shim_detached_task_exec_pause_metrics_kill_delete() {
     let expected = [
         "/tasks/create",
         "/tasks/start",
+        "/tasks/exec-added",
+        "/tasks/exec-started",
+        "/tasks/exit",
         "/tasks/exec-added",
         "/tasks/exec-started",
         "/tasks/exit",

@@ -218,3 +218,43 @@ fn any_shim_process(id: &str) -> bool {
         .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
         .any(|c| c.contains(SHIM) && c.contains(&format!(" -id {id} ")))
 }
+
+/// Runs `DIR/bin/ctr ARGS` with `input` on its stdin (a file, so ctr reads it to EOF and then
+/// closes the task's stdin); kills it and panics after 60 s.
+pub fn ctr_with_stdin(dir: &Path, args: &[&str], input: &str) -> std::process::Output {
+    let input_path = dir.join("scratch").join(format!(
+        "stdin-{}-{}",
+        std::process::id(),
+        args.join("_").len()
+    ));
+    std::fs::create_dir_all(input_path.parent().unwrap()).expect("scratch dir");
+    std::fs::write(&input_path, input).expect("stdin file");
+    let out_path = input_path.with_extension("out");
+    let mut child = Command::new(dir.join("bin/ctr"))
+        .args(args)
+        .stdin(std::fs::File::open(&input_path).expect("stdin file"))
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ctr");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for ctr") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ctr {args:?} with stdin did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = std::fs::read(&out_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&input_path);
+    let _ = std::fs::remove_file(&out_path);
+    std::process::Output {
+        status,
+        stdout,
+        stderr: Vec::new(),
+    }
+}
