@@ -191,11 +191,7 @@ fn serve(flags: &Flags) -> Result<(), String> {
     let events = Events::start(publisher, flags.namespace.clone());
     let exit = Arc::new(ExitSignal::default());
     let service = Arc::new(Service::new(
-        Worker {
-            pid: worker_pid,
-            requests,
-            exits: exits.try_clone().map_err(|e| e.to_string())?,
-        },
+        requests,
         events,
         state_root(&flags.namespace),
         Arc::clone(&exit),
@@ -211,7 +207,7 @@ fn serve(flags: &Flags) -> Result<(), String> {
         .register_service(v3)
         .register_service(v2);
     server.start().map_err(|e| format!("ttrpc server: {e}"))?;
-    log::info!("runvm shim serving {socket}");
+    log::info!("runvm shim serving {socket} (worker pid {worker_pid})");
     tell_start_we_listen();
 
     exit.wait();

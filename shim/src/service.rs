@@ -80,11 +80,17 @@ fn internal(e: impl std::fmt::Display) -> ShimError {
 }
 
 impl Service {
-    pub fn new(worker: Worker, events: Events, root: PathBuf, exit: Arc<ExitSignal>) -> Self {
+    /// `worker_requests` is [`Worker::requests`]; the worker's exits go to [`Service::on_exit`].
+    pub fn new(
+        worker_requests: OwnedFd,
+        events: Events,
+        root: PathBuf,
+        exit: Arc<ExitSignal>,
+    ) -> Self {
         Service {
             tasks: Mutex::new(HashMap::new()),
             exited: Condvar::new(),
-            worker_requests: Mutex::new(worker.requests),
+            worker_requests: Mutex::new(worker_requests),
             events,
             root,
             exit,
