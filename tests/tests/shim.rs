@@ -284,7 +284,7 @@ fn shim_kill_all_reaches_every_process() {
 
 #[test]
 fn shim_terminal_for_run_and_exec() {
-    let Some((client, _dir)) = support::shim_ready() else {
+    let Some((client, dir)) = support::shim_ready() else {
         return;
     };
     if !std::path::Path::new("/usr/bin/script").is_file() {
@@ -304,6 +304,26 @@ fn shim_terminal_for_run_and_exec() {
     assert!(
         stdout_of(&out).contains("/dev/pts/"),
         "tty: {}",
+        stdout_of(&out)
+    );
+
+    // ResizePty: ctr passes its terminal's size on after start; wait for it to arrive.
+    let wait_size = "for i in $(seq 100); do s=$(stty size 2>/dev/null); \
+                     [ -n \"$s\" ] && [ \"$s\" != '0 0' ] && break; \
+                     sleep 0.1; done; echo size=$s";
+    let line = format!(
+        "stty rows 33 cols 101; {} run --rm -t --runtime {} {IMAGE} {id} sh -c '{}'",
+        dir.join("bin/ctr").display(),
+        support::RUNTIME,
+        wait_size.replace('\'', "'\\''")
+    );
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"]);
+    let out = harness::run_timed(cmd, &line, Duration::from_secs(60));
+    assert_exit(&out, 0, "ctr run -t with a 33x101 terminal");
+    assert!(
+        stdout_of(&out).contains("size=33 101"),
+        "pty size: {}",
         stdout_of(&out)
     );
 
