@@ -89,7 +89,7 @@ impl Drop for Cleanup<'_> {
 }
 
 #[test]
-fn update_state_stats_connect_over_ttrpc() {
+fn shim_update_state_stats_connect_over_ttrpc() {
     let Some(dir) = ready() else { return };
     let id = format!("shim-ttrpc-{}", std::process::id());
     let _cleanup = Cleanup(&dir, id.clone());
