@@ -15,7 +15,9 @@
 #   env                shell variables for humans: `. DIR/env; podman run --rm "$IMAGE" true`
 # Stop everything with tests/clients/teardown.sh DIR.
 #
-# Env: CLIENTS="podman containerd docker" (subset to set up), NO_APT=1 (never call apt-get).
+# Env: CLIENTS="podman containerd docker" (subset to set up), NO_APT=1 (never call apt-get),
+# RUNVM_SHIM (default target/debug/containerd-shim-runvm-v2): runvm's containerd shim, linked
+# into DIR/shims, which is on the PATH containerd starts with (io.containerd.runvm.v2).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -67,6 +69,7 @@ record_host_state() {
 	# Paths the clients create outside DIR whatever their configuration says (see README.md).
 	local path
 	for path in /dev/shm/libpod_lock /etc/docker/key.json /run/containerd /run/containerd/runc \
+		/run/containerd/runvm \
 		/run/containerd/s /run/containerd/fifo /run/docker /run/docker/plugins /run/runvm /var/lib/containers \
 		/sys/fs/cgroup/memory/libpod_parent; do
 		[[ -e $path ]] || echo "$path"
@@ -267,10 +270,16 @@ EOF
 exec /usr/bin/ctr --address $c/sock --namespace $ns "\$@"
 EOF
 	chmod +x "$dir/bin/ctr"
+	# containerd looks shims up on its PATH: DIR/shims holds only runvm's, when it is built.
+	mkdir -p "$dir/shims"
+	local shim=${RUNVM_SHIM:-$repo/target/debug/containerd-shim-runvm-v2}
+	if [[ -x $shim ]]; then
+		ln -sfn "$(cd "$(dirname "$shim")" && pwd)/$(basename "$shim")" "$dir/shims/containerd-shim-runvm-v2"
+	fi
 	if ! pid_alive "$dir/run/containerd.pid"; then
 		log "starting containerd"
 		# Not a process-group leader here, so setsid execs containerd in place: \$! is its pid.
-		setsid containerd --config "$c/config.toml" </dev/null >>"$dir/logs/containerd.log" 2>&1 &
+		PATH="$dir/shims:$PATH" setsid containerd --config "$c/config.toml" </dev/null >>"$dir/logs/containerd.log" 2>&1 &
 		echo $! >"$dir/run/containerd.pid"
 	fi
 	if ! wait_for 30 /usr/bin/ctr --address "$c/sock" version; then

@@ -94,8 +94,8 @@ if [[ -d /run/containerd/s ]]; then
 	done
 fi
 # runvm state roots of our namespaces (ctr's default) and directories that are now empty.
-rmdir /run/containerd/runc/"$ns" 2>/dev/null
-for path in /run/containerd/fifo /run/containerd/s /run/containerd/runc /run/containerd \
+rmdir /run/containerd/runc/"$ns" /run/containerd/runvm/"$ns" 2>/dev/null
+for path in /run/containerd/fifo /run/containerd/s /run/containerd/runc /run/containerd/runvm /run/containerd \
 	/run/docker/plugins /run/docker /run/runvm; do
 	created "$path" && rmdir "$path" 2>/dev/null
 done

@@ -133,11 +133,30 @@ pub fn exec(
     };
     let (cli_chan, child_chan) =
         channel::pair().map_err(|e| Error::Setup(format!("socketpair: {e}")))?;
+    // setns of a pid namespace only moves the caller's future children: join it for this one
+    // clone, then go back, so a long-lived caller (the shim) is not left pointing its later
+    // children into this container.
+    let own_pid_ns = match &pid_ns {
+        Some(_) => Some(
+            File::open("/proc/self/ns/pid_for_children")
+                .map_err(|e| Error::Setup(format!("/proc/self/ns/pid_for_children: {e}")))?,
+        ),
+        None => None,
+    };
     if let Some(ns) = &pid_ns {
         setns(ns.as_fd(), CloneFlags::CLONE_NEWPID)
             .map_err(|e| Error::Setup(format!("joining the container's pid namespace: {e}")))?;
     }
-    let forked = clone3(CloneFlags::empty()).map_err(|e| Error::Setup(format!("clone3: {e}")))?;
+    let forked = clone3(CloneFlags::empty());
+    // Only the parent goes back: the child's own children belong in the container.
+    if !matches!(forked, Ok(Forked::Child)) {
+        if let Some(own) = &own_pid_ns {
+            setns(own.as_fd(), CloneFlags::CLONE_NEWPID).map_err(|e| {
+                Error::Setup(format!("returning to the runtime's pid namespace: {e}"))
+            })?;
+        }
+    }
+    let forked = forked.map_err(|e| Error::Setup(format!("clone3: {e}")))?;
     let (pid, pidfd) = match forked {
         Forked::Child => {
             drop(cli_chan);
