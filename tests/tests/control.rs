@@ -27,7 +27,7 @@ fn exec_runs_in_the_containers_namespaces_and_returns_its_code() {
         bundle.id(),
         "sh",
         "-c",
-        "readlink /proc/self/ns/pid; id -u; echo $EXTRA; exit 4",
+        "readlink /proc/self/ns/pid; id -u; echo $EXTRA; readlink /proc/self/ns/pid_for_children; exit 4",
     ]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr_of(&out));
     let lines: Vec<String> = stdout_of(&out).lines().map(String::from).collect();
@@ -39,6 +39,10 @@ fn exec_runs_in_the_containers_namespaces_and_returns_its_code() {
     );
     assert_eq!(lines[1], "1000");
     assert_eq!(lines[2], "1");
+    assert_eq!(
+        lines[3], lines[0],
+        "the exec'd process's children would leave the container"
+    );
     assert_success(&rt.delete_force(bundle.id()), "delete --force");
     rt.assert_no_leftovers(&bundle);
 }
