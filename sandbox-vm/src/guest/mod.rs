@@ -19,7 +19,7 @@ pub fn real_mode_hello(text: &[u8], status: u8) -> GuestImage {
         .out_imm_port(DEBUG_EXIT_PORT as u8, status)
         .hlt()
         .finish();
-    GuestImage {
+    GuestImage::Code {
         mode: CpuMode::RealMode,
         code,
     }
@@ -35,7 +35,7 @@ pub fn long_mode_hello(text: &[u8]) -> GuestImage {
         .out_imm_port(I8042_COMMAND_PORT, I8042_RESET_COMMAND)
         .hlt()
         .finish();
-    GuestImage {
+    GuestImage::Code {
         mode: CpuMode::LongMode,
         code,
     }
@@ -49,7 +49,7 @@ pub fn long_mode_cpuid_report() -> GuestImage {
         .out_imm_port(I8042_COMMAND_PORT, I8042_RESET_COMMAND)
         .hlt()
         .finish();
-    GuestImage {
+    GuestImage::Code {
         mode: CpuMode::LongMode,
         code,
     }
@@ -63,7 +63,7 @@ pub fn long_mode_breakpoint(marker: u8) -> GuestImage {
         .int3()
         .hlt()
         .finish();
-    GuestImage {
+    GuestImage::Code {
         mode: CpuMode::LongMode,
         code,
     }
@@ -76,7 +76,7 @@ pub fn spin_forever(mode: CpuMode, marker: u8) -> GuestImage {
         CpuMode::LongMode => Bits::Long64,
     };
     let code = Asm::new(bits).print(SERIAL_PORT, &[marker]).spin().finish();
-    GuestImage { mode, code }
+    GuestImage::Code { mode, code }
 }
 
 /// Real mode: prints 'S', runs `iterations` of a two-instruction loop, prints 'E' and exits
@@ -90,7 +90,7 @@ pub fn real_mode_count_down(iterations: u32, status: u8) -> GuestImage {
         .out_imm_port(DEBUG_EXIT_PORT as u8, status)
         .hlt()
         .finish();
-    GuestImage {
+    GuestImage::Code {
         mode: CpuMode::RealMode,
         code,
     }
