@@ -3,8 +3,10 @@
 # emulates AMD SVM), loads kvm-amd there, and has runvm's boot_linux example boot an L2
 # Linux on that /dev/kvm. Exit 0 only if the L2 reached its /init and shut down cleanly.
 #
-# Env: RUNVM_NESTED_CACHE (default <repo>/build/nested), RUNVM_NESTED_TIMEOUT (seconds,
-# default 300), RUNVM_NESTED_KEEP_LOG=1 to print the whole console even on success.
+# Env: RUNVM_NESTED_CACHE (default <repo>/build/nested: kernel, images, console log and the
+# cargo target dir of the static build), RUNVM_NESTED_TIMEOUT (seconds for the QEMU run,
+# default 300), RUNVM_NESTED_KEEP_LOG=1 to print the whole console even on success,
+# RUNVM_NESTED_L2_CMDLINE to replace the L2 kernel command line (e.g. without `quiet`).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -76,9 +78,13 @@ fi
 
 # --- 3. the monitor, as a static binary the L1 initramfs can run --------------------------
 log "building the static boot_linux example"
+# A target dir of its own: a `cargo test` running this script holds the lock on the
+# workspace's, and the static build (its own --target) shares no artifacts with it anyway.
+target_dir=$cache/target
 (cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_DEV_STRIP=debuginfo \
-    cargo build -q -p runvm-sandbox-vm --example boot_linux --target x86_64-unknown-linux-gnu)
-boot_linux=$repo/target/x86_64-unknown-linux-gnu/debug/examples/boot_linux
+    cargo build -q -p runvm-sandbox-vm --example boot_linux --target x86_64-unknown-linux-gnu \
+    --target-dir "$target_dir")
+boot_linux=$target_dir/x86_64-unknown-linux-gnu/debug/examples/boot_linux
 case "$(file -b "$boot_linux")" in
     *"static"*) ;;
     *) die "$boot_linux is not statically linked" ;;
