@@ -18,9 +18,11 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::Killable;
 
+use crate::arch::x86_64::acpi::{self, ACPI_SLEEP_PORT};
 pub use crate::arch::x86_64::cpuid::CpuidPolicy;
 use crate::arch::x86_64::layout::{CODE_END, CODE_START};
 use crate::arch::x86_64::{mptable, regs};
+use crate::devices::acpi_sleep::AcpiSleep;
 use crate::devices::legacy::debug_exit::DebugExit;
 use crate::devices::legacy::i8042::I8042;
 use crate::devices::legacy::serial::SerialConsole;
@@ -275,13 +277,17 @@ fn load_image(
                     kvm_vm.irqchip_note.as_deref().unwrap_or("irqchip missing")
                 )));
             }
+            // Both CPU tables: ACPI for kernels without MP-table support (Debian's cloud
+            // kernels), the MP table for small kernels built without ACPI.
             mptable::write(mem, config.vcpus)?;
+            let rsdp = acpi::write(mem, config.vcpus)?;
             linux::load(
                 mem,
                 kernel,
                 initrd.as_deref(),
                 cmdline,
                 config.mem_size as u64,
+                rsdp,
             )
         }
     }
@@ -342,6 +348,11 @@ fn build_bus(
         I8042_PORT,
         I8042_PORT_LEN,
         Box::new(I8042::new(Arc::clone(signal))),
+    )?;
+    bus.insert(
+        ACPI_SLEEP_PORT,
+        1,
+        Box::new(AcpiSleep::new(Arc::clone(signal))),
     )?;
     bus.insert(
         DEBUG_EXIT_PORT,

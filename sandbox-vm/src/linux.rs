@@ -30,14 +30,12 @@ const XEN_HVM_START_MAGIC: u32 = 0x336e_c578;
 const START_INFO_VERSION: u32 = 1;
 const E820_RAM: u32 = 1;
 const E820_RESERVED: u32 = 2;
-/// The legacy VGA/BIOS hole ends at HIMEM_START; the MP table sits below it.
-const LOW_HOLE_END: u64 = 0xa_0000;
 const PAGE_SIZE: u64 = 4096;
 /// "HdrS" at offset 0x202: the file is a bzImage, not the ELF this loader wants.
 const BZIMAGE_MAGIC_OFFSET: usize = 0x202;
 
 /// The memory map the guest sees for `mem_size` bytes of RAM at 0: low RAM up to the MP
-/// table, the MP table reserved, then RAM from 1 MiB on.
+/// table, the MP table, legacy hole and ACPI tables reserved, then RAM from 1 MiB on.
 pub fn memory_map(mem_size: u64) -> Vec<hvm_memmap_table_entry> {
     let entry = |addr: u64, end: u64, type_: u32| hvm_memmap_table_entry {
         addr,
@@ -47,7 +45,7 @@ pub fn memory_map(mem_size: u64) -> Vec<hvm_memmap_table_entry> {
     };
     vec![
         entry(0, MPTABLE_START, E820_RAM),
-        entry(MPTABLE_START, LOW_HOLE_END, E820_RESERVED),
+        entry(MPTABLE_START, HIMEM_START, E820_RESERVED),
         entry(HIMEM_START, mem_size, E820_RAM),
     ]
 }
@@ -144,14 +142,15 @@ fn write_cmdline(mem: &GuestMemoryMmap, cmdline: &str) -> Result<(), VmError> {
     load_cmdline(mem, GuestAddress(CMDLINE_START), &parsed).map_err(|e| bad(e.to_string()))
 }
 
-/// Puts kernel, initramfs, command line, start info and boot GDT in `mem`; returns the
-/// state the boot vCPU starts in.
+/// Puts kernel, initramfs, command line, start info (pointing at the ACPI tables at
+/// `rsdp_addr`) and boot GDT in `mem`; returns the state the boot vCPU starts in.
 pub fn load(
     mem: &GuestMemoryMmap,
     kernel: &Path,
     initrd: Option<&Path>,
     cmdline: &str,
     mem_size: u64,
+    rsdp_addr: u64,
 ) -> Result<BootState, VmError> {
     let (entry, kernel_end) = load_kernel(mem, kernel, mem_size)?;
     write_cmdline(mem, cmdline)?;
@@ -163,6 +162,7 @@ pub fn load(
         cmdline_paddr: CMDLINE_START,
         memmap_paddr: PVH_MEMMAP,
         memmap_entries: memmap.len() as u32,
+        rsdp_paddr: rsdp_addr,
         ..Default::default()
     };
     let module = match initrd {
@@ -205,7 +205,7 @@ mod tests {
             (0, 0x9fc00, E820_RAM)
         );
         assert_eq!(map[1].type_, E820_RESERVED);
-        assert_eq!(map[1].addr + map[1].size, 0xa0000);
+        assert_eq!(map[1].addr + map[1].size, HIMEM_START);
         assert_eq!(map[2].addr, HIMEM_START);
         assert_eq!(map[2].addr + map[2].size, 256 << 20);
     }

@@ -6,7 +6,8 @@
 # Env: RUNVM_NESTED_CACHE (default <repo>/build/nested: kernel, images, console log and the
 # cargo target dir of the static build), RUNVM_NESTED_TIMEOUT (seconds for the QEMU run,
 # default 300), RUNVM_NESTED_KEEP_LOG=1 to print the whole console even on success,
-# RUNVM_NESTED_L2_CMDLINE to replace the L2 kernel command line (e.g. without `quiet`).
+# RUNVM_NESTED_L2_CMDLINE to replace the L2 kernel command line (e.g. without `quiet`),
+# RUNVM_NESTED_L2_VCPUS (default 1).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -102,12 +103,13 @@ cat >"$l2/init" <<L2INIT
 #!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 echo "$l2_marker uptime=\$(/bin/busybox cut -d' ' -f1 /proc/uptime)"
-# reboot=k on the command line: the i8042 reset, which runvm's monitor reports as power-off.
-/bin/busybox reboot -f
+# ACPI S5 through the monitor's sleep control register.
+/bin/busybox poweroff -f
 L2INIT
 chmod 755 "$l2/init"
 mkcpio "$l2" "$cache/l2.cpio"
 
+l2_vcpus=${RUNVM_NESTED_L2_VCPUS:-1}
 l2_cmdline=${RUNVM_NESTED_L2_CMDLINE:-console=ttyS0 reboot=k pci=off i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd quiet}
 l1=$cache/l1-root
 rm -rf "$l1" && mkdir -p "$l1/bin" "$l1/lib" "$l1/l2" "$l1/proc" "$l1/sys" "$l1/dev"
@@ -128,7 +130,7 @@ for m in irqbypass kvm kvm-amd; do
 done
 echo "runvm-L1-ready uptime=\$(up)"
 /bin/boot_linux --kernel /l2/vmlinux --initrd /l2/initrd.cpio --mem-mib 256 \\
-    --timeout-secs 120 --mark $l2_marker --cmdline "$l2_cmdline"
+    --vcpus $l2_vcpus --timeout-secs 120 --mark $l2_marker --cmdline "$l2_cmdline"
 echo "runvm-L1-monitor-status=\$? uptime=\$(up)"
 \$B poweroff -f
 L1INIT

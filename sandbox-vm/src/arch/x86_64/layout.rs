@@ -44,3 +44,6 @@ pub const HIMEM_START: u64 = 0x10_0000;
 /// Local APIC and IO-APIC MMIO bases (the PC defaults, emulated by KVM's irqchip).
 pub const APIC_BASE: u32 = 0xfee0_0000;
 pub const IOAPIC_BASE: u32 = 0xfec0_0000;
+/// ACPI tables (RSDP first) in the BIOS area, reported as reserved in the memory map.
+pub const ACPI_START: u64 = 0xe_0000;
+pub const ACPI_END: u64 = 0xf_0000;

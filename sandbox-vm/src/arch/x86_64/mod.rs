@@ -2,6 +2,7 @@
 //! the CPU registers for real, protected and long mode, the CPUID runvm shows the guest,
 //! and what a Linux guest needs besides (boot MSRs, LAPIC wiring, MP table).
 
+pub mod acpi;
 pub mod cpuid;
 pub mod gdt;
 pub mod lapic;
