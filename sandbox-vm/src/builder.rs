@@ -57,8 +57,9 @@ pub enum GuestImage {
     Code { mode: CpuMode, code: Vec<u8> },
     /// A Linux kernel booted through its PVH entry: `kernel` is the vmlinux ELF (the
     /// decompressed payload of a bzImage, built with CONFIG_PVH), `initrd` an optional
-    /// initramfs, `cmdline` the kernel command line. The guest powers off through the i8042
-    /// reset (`reboot=k` on the command line, then `reboot -f` in the guest).
+    /// initramfs, `cmdline` the kernel command line (e.g. `console=ttyS0`). The guest sees
+    /// ACPI tables (its CPUs, the IO-APIC, COM1) and an MP table; `poweroff` ends the VM
+    /// through ACPI S5, and with `reboot=k` a reboot ends it through the i8042 reset.
     Linux {
         kernel: PathBuf,
         initrd: Option<PathBuf>,

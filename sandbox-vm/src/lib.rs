@@ -8,8 +8,8 @@
 //! `guest` assembles the tiny guests the tests and the calibration run use.
 //!
 //! The monitor runs tiny guests (real mode or 64-bit long mode) and Linux kernels (PVH
-//! entry, initramfs, MP table, serial console, i8042 power-off) to an exit status; `linux`
-//! lays out a Linux boot. No virtio devices yet (no block, net or vsock).
+//! entry, initramfs, ACPI and MP tables, serial console, ACPI S5 or i8042 power-off) to an
+//! exit status; `linux` lays out a Linux boot. No virtio devices yet (no block, net, vsock).
 
 pub mod arch;
 pub mod builder;

@@ -7,7 +7,7 @@
 # cargo target dir of the static build), RUNVM_NESTED_TIMEOUT (seconds for the QEMU run,
 # default 300), RUNVM_NESTED_KEEP_LOG=1 to print the whole console even on success,
 # RUNVM_NESTED_L2_CMDLINE to replace the L2 kernel command line (e.g. without `quiet`),
-# RUNVM_NESTED_L2_VCPUS (default 1).
+# RUNVM_NESTED_L2_VCPUS (default 2).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -102,14 +102,14 @@ cp /bin/busybox "$l2/bin/busybox"
 cat >"$l2/init" <<L2INIT
 #!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
-echo "$l2_marker uptime=\$(/bin/busybox cut -d' ' -f1 /proc/uptime)"
+echo "$l2_marker uptime=\$(/bin/busybox cut -d' ' -f1 /proc/uptime) cpus=\$(/bin/busybox grep -c ^processor /proc/cpuinfo)"
 # ACPI S5 through the monitor's sleep control register.
 /bin/busybox poweroff -f
 L2INIT
 chmod 755 "$l2/init"
 mkcpio "$l2" "$cache/l2.cpio"
 
-l2_vcpus=${RUNVM_NESTED_L2_VCPUS:-1}
+l2_vcpus=${RUNVM_NESTED_L2_VCPUS:-2}
 l2_cmdline=${RUNVM_NESTED_L2_CMDLINE:-console=ttyS0 reboot=k pci=off i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd quiet}
 l1=$cache/l1-root
 rm -rf "$l1" && mkdir -p "$l1/bin" "$l1/lib" "$l1/l2" "$l1/proc" "$l1/sys" "$l1/dev"
@@ -156,7 +156,10 @@ log "QEMU exited with $qemu_status after ${l1_wall}s"
 
 status_line=$(grep -a -o 'runvm-L1-monitor-status=[0-9]* uptime=[0-9.]*' "$console" | head -n 1 || true)
 ok=true
-grep -aq "^$l2_marker" "$console" || { ok=false; log "the L2 never printed $l2_marker"; }
+grep -aq "^$l2_marker .* cpus=$l2_vcpus" "$console" \
+    || { ok=false; log "the L2 never printed $l2_marker with cpus=$l2_vcpus"; }
+grep -aq "^boot_linux: ended: PowerOff" "$console" \
+    || { ok=false; log "the L2 did not end with an ACPI power-off"; }
 [ "${status_line#runvm-L1-monitor-status=0 }" != "$status_line" ] \
     || { ok=false; log "the monitor did not exit 0: ${status_line:-no status line}"; }
 [ "$qemu_status" = 124 ] && { ok=false; log "QEMU timed out after ${timeout_s}s"; }
