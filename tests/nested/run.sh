@@ -17,7 +17,8 @@ timeout_s=${RUNVM_NESTED_TIMEOUT:-300}
 l2_marker=runvm-L2-init-ok
 started=$(date +%s.%N)
 
-log() { printf '[nested %6.1fs] %s\n' "$(echo "$(date +%s.%N) - $started" | bc)" "$*" >&2; }
+since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+log() { printf '[nested %6ss] %s\n' "$(since "$started")" "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 
 mkdir -p "$cache"
@@ -31,7 +32,6 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v cpio >/dev/null || need+=(cpio)
 command -v zstd >/dev/null || need+=(zstd)
 command -v xz >/dev/null || need+=(xz-utils)
-command -v bc >/dev/null || need+=(bc)
 command -v file >/dev/null || need+=(file)
 case "$(file -bL /bin/busybox 2>/dev/null)" in
     *"statically linked"*) ;;
@@ -151,7 +151,7 @@ timeout "$timeout_s" qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=on -acc
     -append "$l1_cmdline" </dev/null >"$console" 2>&1
 qemu_status=$?
 set -e
-l1_wall=$(echo "$(date +%s.%N) - $l1_started" | bc)
+l1_wall=$(since "$l1_started")
 log "QEMU exited with $qemu_status after ${l1_wall}s"
 
 status_line=$(grep -a -o 'runvm-L1-monitor-status=[0-9]* uptime=[0-9.]*' "$console" | head -n 1 || true)
