@@ -34,6 +34,10 @@ const OEM_ID: [u8; 6] = *b"RUNVM ";
 const OEM_TABLE_ID: [u8; 8] = *b"RUNVMVM ";
 const OEM_REVISION: u32 = 1;
 const DSDT_REVISION: u8 = 6;
+/// FADT IA-PC boot architecture flags: no VGA (bit 2), no CMOS RTC (bit 5). Without the
+/// latter Linux probes ports 0x70/0x71, which read as all ones here, for seconds.
+const IAPC_BOOT_ARCH_NO_VGA: u16 = 1 << 2;
+const IAPC_BOOT_ARCH_NO_CMOS_RTC: u16 = 1 << 5;
 
 fn to_bytes(table: &dyn Aml) -> Vec<u8> {
     let mut bytes = Vec::new();
@@ -77,6 +81,7 @@ fn fadt(dsdt_addr: u64) -> Vec<u8> {
         .flag(Flags::HwReducedAcpi)
         .flag(Flags::PwrButton)
         .flag(Flags::SlpButton);
+    builder.iapc_boot_arch = (IAPC_BOOT_ARCH_NO_VGA | IAPC_BOOT_ARCH_NO_CMOS_RTC).into();
     builder.sleep_control_reg = sleep_reg;
     builder.sleep_status_reg = sleep_reg;
     to_bytes(&builder.finalize())
@@ -174,6 +179,10 @@ mod tests {
             .map(|a| read_table(&mem, *a)[..4].to_vec())
             .collect();
         assert_eq!(signatures, vec![b"FACP".to_vec(), b"APIC".to_vec()]);
+        // FADT offset 109: IA-PC boot architecture flags.
+        let fadt = read_table(&mem, entries[0]);
+        let boot_arch = u16::from_le_bytes([fadt[109], fadt[110]]);
+        assert_ne!(boot_arch & IAPC_BOOT_ARCH_NO_CMOS_RTC, 0);
         for addr in &entries {
             assert!(checksum_ok(&read_table(&mem, *addr)));
         }
