@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use runvm_sandbox_vm::{GuestImage, Vm, VmConfig};
+use runvm_sandbox_vm::{host, GuestImage, Vm, VmConfig};
 
 /// `pci=off`: there is no PCI bus yet, and probing for one costs boot time.
 const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k pci=off";
@@ -102,6 +102,14 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // Boot anyway (the facts can be wrong), but say why it would crawl or fail.
+    let report = host::probe(None);
+    if !report.can_boot_linux {
+        eprintln!(
+            "boot_linux: warning: this KVM ({:?}) cannot boot Linux: {}",
+            report.mode, report.explanation
+        );
+    }
     let config = VmConfig {
         mem_size: args.mem_mib << 20,
         vcpus: args.vcpus,
