@@ -6,6 +6,7 @@
 //! port bus, create and configure the vCPUs, start one thread per vCPU.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -17,9 +18,11 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::Killable;
 
+use crate::arch::x86_64::acpi::{self, ACPI_SLEEP_PORT};
 pub use crate::arch::x86_64::cpuid::CpuidPolicy;
 use crate::arch::x86_64::layout::{CODE_END, CODE_START};
-use crate::arch::x86_64::regs;
+use crate::arch::x86_64::{mptable, regs};
+use crate::devices::acpi_sleep::AcpiSleep;
 use crate::devices::legacy::debug_exit::DebugExit;
 use crate::devices::legacy::i8042::I8042;
 use crate::devices::legacy::serial::SerialConsole;
@@ -29,6 +32,7 @@ use crate::devices::legacy::{
 use crate::devices::PioBus;
 use crate::error::VmError;
 use crate::exit::{BuildStep, ExitReason, ExitSignal, VmOutcome};
+use crate::linux;
 use crate::vstate::kick;
 use crate::vstate::memory;
 use crate::vstate::vcpu::{BootState, Vcpu};
@@ -46,11 +50,21 @@ pub enum CpuMode {
     LongMode,
 }
 
-/// Flat guest code, loaded at [`CODE_START`] and entered there.
+/// What the VM runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GuestImage {
-    pub mode: CpuMode,
-    pub code: Vec<u8>,
+pub enum GuestImage {
+    /// Flat guest code, loaded at [`CODE_START`] and entered there in `mode`.
+    Code { mode: CpuMode, code: Vec<u8> },
+    /// A Linux kernel booted through its PVH entry: `kernel` is the vmlinux ELF (the
+    /// decompressed payload of a bzImage, built with CONFIG_PVH), `initrd` an optional
+    /// initramfs, `cmdline` the kernel command line (e.g. `console=ttyS0`). The guest sees
+    /// ACPI tables (its CPUs, the IO-APIC, COM1) and an MP table; `poweroff` ends the VM
+    /// through ACPI S5, and with `reboot=k` a reboot ends it through the i8042 reset.
+    Linux {
+        kernel: PathBuf,
+        initrd: Option<PathBuf>,
+        cmdline: String,
+    },
 }
 
 /// What the VM looks like.
@@ -103,8 +117,9 @@ impl Vm {
 
         let memory = memory::create_guest_memory(config.mem_size)?;
         memory::register_with_kvm(&kvm_vm.fd, &memory)?;
-        let boot = load_image(&memory, image, config.mem_size)?;
+        let boot = load_image(&memory, image, config, &kvm_vm)?;
         steps.mark("guest-memory-and-image");
+        let is_linux = matches!(image, GuestImage::Linux { .. });
 
         let signal = Arc::new(ExitSignal::new(created));
         let bus = Arc::new(build_bus(&kvm_vm, &signal, serial_out)?);
@@ -118,6 +133,10 @@ impl Vm {
         for index in 0..config.vcpus {
             let vcpu = Vcpu::new(&kvm_vm.fd, index)?;
             vcpu.set_cpuid(&supported, config.cpuid)?;
+            if is_linux {
+                vcpu.set_boot_msrs()?;
+                vcpu.set_lapic_virtual_wire()?;
+            }
             if index == 0 {
                 vcpu.set_boot_state(boot)?;
                 if kvm_vm.irqchip {
@@ -238,14 +257,52 @@ fn check_vcpu_count(vcpus: u8, kvm_vm: &KvmVm) -> Result<(), VmError> {
     Ok(())
 }
 
-/// Copies the guest code to CODE_START (and the long-mode tables); returns the boot state.
+/// Puts the guest image (and what it needs to start) in guest memory; returns the state
+/// the boot vCPU starts in.
 fn load_image(
     mem: &GuestMemoryMmap,
     image: &GuestImage,
+    config: &VmConfig,
+    kvm_vm: &KvmVm,
+) -> Result<BootState, VmError> {
+    match image {
+        GuestImage::Code { mode, code } => load_code(mem, *mode, code, config.mem_size),
+        GuestImage::Linux {
+            kernel,
+            initrd,
+            cmdline,
+        } => {
+            if !kvm_vm.irqchip {
+                return Err(VmError::Config(format!(
+                    "a Linux guest needs the in-kernel irqchip (interrupts, timers): {}",
+                    kvm_vm.irqchip_note.as_deref().unwrap_or("irqchip missing")
+                )));
+            }
+            // Both CPU tables: ACPI for kernels without MP-table support (Debian's cloud
+            // kernels), the MP table for small kernels built without ACPI.
+            mptable::write(mem, config.vcpus)?;
+            let rsdp = acpi::write(mem, config.vcpus)?;
+            linux::load(
+                mem,
+                kernel,
+                initrd.as_deref(),
+                cmdline,
+                config.mem_size as u64,
+                rsdp,
+            )
+        }
+    }
+}
+
+/// Copies flat guest code to CODE_START (and the long-mode tables); returns the boot state.
+fn load_code(
+    mem: &GuestMemoryMmap,
+    mode: CpuMode,
+    code: &[u8],
     mem_size: usize,
 ) -> Result<BootState, VmError> {
-    let len = image.code.len();
-    let limit = match image.mode {
+    let len = code.len();
+    let limit = match mode {
         CpuMode::RealMode => REAL_MODE_MAX_CODE,
         CpuMode::LongMode => (CODE_END - CODE_START) as usize,
     };
@@ -254,9 +311,9 @@ fn load_image(
             "guest code of {len} bytes: must be 1..={limit} bytes and fit in mem_size {mem_size:#x}"
         )));
     }
-    mem.write_slice(&image.code, GuestAddress(CODE_START))
+    mem.write_slice(code, GuestAddress(CODE_START))
         .map_err(|e| VmError::GuestMemory(format!("guest code at {CODE_START:#x}: {e}")))?;
-    Ok(match image.mode {
+    Ok(match mode {
         CpuMode::RealMode => BootState::RealMode { entry: CODE_START },
         CpuMode::LongMode => BootState::LongMode {
             entry: CODE_START,
@@ -292,6 +349,11 @@ fn build_bus(
         I8042_PORT,
         I8042_PORT_LEN,
         Box::new(I8042::new(Arc::clone(signal))),
+    )?;
+    bus.insert(
+        ACPI_SLEEP_PORT,
+        1,
+        Box::new(AcpiSleep::new(Arc::clone(signal))),
     )?;
     bus.insert(
         DEBUG_EXIT_PORT,

@@ -21,6 +21,13 @@ pub enum VmError {
     /// Guest memory could not be allocated or written.
     #[error("guest memory: {0}")]
     GuestMemory(String),
+    /// A kernel or initramfs file cannot be used; `what` says which.
+    #[error("{what} {path}: {detail}")]
+    BootImage {
+        what: &'static str,
+        path: std::path::PathBuf,
+        detail: String,
+    },
     /// Two devices asked for overlapping port ranges.
     #[error("port range {base:#x}+{len} overlaps a device already on the bus")]
     PortOverlap { base: u16, len: u16 },

@@ -17,6 +17,8 @@ pub enum ExitReason {
     DebugExit { status: u8 },
     /// The guest asked the i8042 controller to reset the CPU: runvm treats it as power-off.
     I8042Reset,
+    /// The guest entered ACPI S5 (soft-off) through the sleep control register: `poweroff`.
+    PowerOff,
     /// A vCPU executed `hlt` with nothing to wake it (no in-kernel irqchip).
     Halted { vcpu: u8 },
     /// A vCPU hit a triple fault or KVM asked for a shutdown/reset.
@@ -35,7 +37,7 @@ impl ExitReason {
     pub fn status(&self) -> i32 {
         match self {
             ExitReason::DebugExit { status } => i32::from(*status),
-            ExitReason::I8042Reset | ExitReason::Halted { .. } => 0,
+            ExitReason::I8042Reset | ExitReason::PowerOff | ExitReason::Halted { .. } => 0,
             ExitReason::GuestShutdown { .. } => 128 + 6,
             ExitReason::TimedOut { .. } => 124,
             ExitReason::Stopped => 128 + 9,

@@ -7,8 +7,9 @@
 //! image. `host` tells whether this machine can run guests in hardware at all, and
 //! `guest` assembles the tiny guests the tests and the calibration run use.
 //!
-//! Today the monitor runs tiny guests (real mode or 64-bit long mode) to an exit status;
-//! booting Linux (boot params, e820, ACPI/MP tables, virtio) comes next.
+//! The monitor runs tiny guests (real mode or 64-bit long mode) and Linux kernels (PVH
+//! entry, initramfs, ACPI and MP tables, serial console, ACPI S5 or i8042 power-off) to an
+//! exit status; `linux` lays out a Linux boot. No virtio devices yet (no block, net, vsock).
 
 pub mod arch;
 pub mod builder;
@@ -17,6 +18,7 @@ pub mod error;
 pub mod exit;
 pub mod guest;
 pub mod host;
+pub mod linux;
 pub mod vstate;
 
 pub use builder::{CpuMode, GuestImage, IrqchipMode, RunningVm, Vm, VmConfig, VmStopper};

@@ -209,7 +209,7 @@ fn bad_configs_name_the_offending_field() {
     let err = Vm::build(&small, &image, Box::new(SharedBuffer::new())).err();
     assert!(err.expect("refused").to_string().contains("mem_size"));
 
-    let huge = GuestImage {
+    let huge = GuestImage::Code {
         mode: CpuMode::RealMode,
         code: vec![0x90; 0x10000],
     };

@@ -1,5 +1,6 @@
 //! Emulated devices and the bus that routes guest port I/O to them.
 
+pub mod acpi_sleep;
 pub mod bus;
 pub mod legacy;
 

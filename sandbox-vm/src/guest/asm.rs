@@ -1,13 +1,15 @@
 //! A tiny x86 code emitter for the test guests, so runvm needs no external assembler.
 //!
 //! Hand-written: it only knows the dozen instructions the tiny guests use, each with its
-//! encoding in the comment (Intel SDM vol. 2). 16-bit and 64-bit code differ only where an
+//! encoding in the comment (Intel SDM vol. 2). 16-, 32- and 64-bit code differ only where an
 //! operand-size prefix or a different opcode is needed.
 
 /// The CPU mode the emitted code runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bits {
     Real16,
+    /// 32-bit protected mode (the PVH entry of a Linux boot).
+    Protected32,
     Long64,
 }
 
@@ -31,9 +33,9 @@ impl Asm {
         self
     }
 
-    /// `mov dx, port` (BA iw; 66 BA iw in 64-bit mode where the default operand is 32-bit).
+    /// `mov dx, port` (BA iw; 66 BA iw in 32/64-bit mode where the default operand is 32-bit).
     pub fn mov_dx(&mut self, port: u16) -> &mut Self {
-        if self.bits == Bits::Long64 {
+        if self.bits != Bits::Real16 {
             self.emit(&[0x66]);
         }
         let [lo, hi] = port.to_le_bytes();
@@ -69,8 +71,31 @@ impl Asm {
                 .emit(&[0x66, 0xb9])
                 .emit(&n)
                 .emit(&[0x66, 0x49, 0x75, 0xfc]),
+            // In 32-bit mode `dec ecx` has the one-byte form 49, so the jump is one shorter.
+            Bits::Protected32 => self.emit(&[0xb9]).emit(&n).emit(&[0x49, 0x75, 0xfd]),
             Bits::Long64 => self.emit(&[0xb9]).emit(&n).emit(&[0xff, 0xc9, 0x75, 0xfc]),
         }
+    }
+
+    /// Prints what a PVH entry finds, 32-bit only, with %ebx pointing at the hvm_start_info:
+    /// '1'/'0' for its magic, '1'/'0' for "one module", CR0.PG ('0': paging off), the first
+    /// byte of the module (initramfs), the first byte of the command line.
+    pub fn print_pvh_start_info(&mut self, port: u16) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Protected32);
+        let magic = 0x336e_c578u32.to_le_bytes();
+        self.mov_dx(port)
+            .emit(&[0x81, 0x3b]) // cmp dword [ebx], magic
+            .emit(&magic)
+            .emit(&[0x0f, 0x94, 0xc0, 0x04, b'0', 0xee]) // sete al; add al, '0'; out dx, al
+            .emit(&[0x83, 0x7b, 0x0c, 0x01]) // cmp dword [ebx+12], 1 (nr_modules)
+            .emit(&[0x0f, 0x94, 0xc0, 0x04, b'0', 0xee])
+            .emit(&[0x0f, 0x20, 0xc0]) // mov eax, cr0
+            .emit(&[0xc1, 0xe8, 0x1f, 0x04, b'0', 0xee]) // shr eax, 31; add al, '0'; out
+            .emit(&[0x8b, 0x73, 0x10]) // mov esi, [ebx+16] (modlist_paddr)
+            .emit(&[0x8b, 0x36]) // mov esi, [esi] (the module's paddr)
+            .emit(&[0x8a, 0x06, 0xee]) // mov al, [esi]; out dx, al
+            .emit(&[0x8b, 0x73, 0x18]) // mov esi, [ebx+24] (cmdline_paddr)
+            .emit(&[0x8a, 0x06, 0xee]) // mov al, [esi]; out dx, al
     }
 
     /// Prints '1' or '0' to the UART at `port`: bit LMA of the EFER MSR, i.e. whether the

@@ -3,9 +3,11 @@
 //! KVM that emulates every instruction (about 1 µs each on a PVM host).
 
 pub mod asm;
+pub mod pvh_elf;
 
 use asm::{Asm, Bits};
 
+use crate::arch::x86_64::acpi::{ACPI_SLEEP_PORT, S5_SLEEP_TYPE, SLEEP_ENABLE, SLEEP_TYPE_SHIFT};
 use crate::builder::{CpuMode, GuestImage};
 use crate::devices::legacy::{DEBUG_EXIT_PORT, I8042_PORT, I8042_RESET_COMMAND, SERIAL_PORT};
 
@@ -19,7 +21,7 @@ pub fn real_mode_hello(text: &[u8], status: u8) -> GuestImage {
         .out_imm_port(DEBUG_EXIT_PORT as u8, status)
         .hlt()
         .finish();
-    GuestImage {
+    GuestImage::Code {
         mode: CpuMode::RealMode,
         code,
     }
@@ -35,7 +37,7 @@ pub fn long_mode_hello(text: &[u8]) -> GuestImage {
         .out_imm_port(I8042_COMMAND_PORT, I8042_RESET_COMMAND)
         .hlt()
         .finish();
-    GuestImage {
+    GuestImage::Code {
         mode: CpuMode::LongMode,
         code,
     }
@@ -49,7 +51,7 @@ pub fn long_mode_cpuid_report() -> GuestImage {
         .out_imm_port(I8042_COMMAND_PORT, I8042_RESET_COMMAND)
         .hlt()
         .finish();
-    GuestImage {
+    GuestImage::Code {
         mode: CpuMode::LongMode,
         code,
     }
@@ -63,10 +65,23 @@ pub fn long_mode_breakpoint(marker: u8) -> GuestImage {
         .int3()
         .hlt()
         .finish();
-    GuestImage {
+    GuestImage::Code {
         mode: CpuMode::LongMode,
         code,
     }
+}
+
+/// The 32-bit code of a stand-in Linux kernel for the PVH boot path: prints 'P', then what
+/// it finds through the start info ([`Asm::print_pvh_start_info`]), then powers off through
+/// the ACPI sleep register, as Linux's `poweroff` does. Wrap it with [`pvh_elf::kernel`].
+pub fn pvh_report_code() -> Vec<u8> {
+    Asm::new(Bits::Protected32)
+        .print(SERIAL_PORT, b"P")
+        .print_pvh_start_info(SERIAL_PORT)
+        .mov_dx(ACPI_SLEEP_PORT)
+        .out_dx_byte((S5_SLEEP_TYPE << SLEEP_TYPE_SHIFT) | SLEEP_ENABLE)
+        .hlt()
+        .finish()
 }
 
 /// Prints `marker`, then spins forever: only the monitor can stop it.
@@ -76,7 +91,7 @@ pub fn spin_forever(mode: CpuMode, marker: u8) -> GuestImage {
         CpuMode::LongMode => Bits::Long64,
     };
     let code = Asm::new(bits).print(SERIAL_PORT, &[marker]).spin().finish();
-    GuestImage { mode, code }
+    GuestImage::Code { mode, code }
 }
 
 /// Real mode: prints 'S', runs `iterations` of a two-instruction loop, prints 'E' and exits
@@ -90,7 +105,7 @@ pub fn real_mode_count_down(iterations: u32, status: u8) -> GuestImage {
         .out_imm_port(DEBUG_EXIT_PORT as u8, status)
         .hlt()
         .finish();
-    GuestImage {
+    GuestImage::Code {
         mode: CpuMode::RealMode,
         code,
     }

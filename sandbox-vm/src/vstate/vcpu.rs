@@ -8,7 +8,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 
 use super::kick::KickTarget;
 use crate::arch::x86_64::cpuid::{self, CpuidPolicy};
-use crate::arch::x86_64::regs;
+use crate::arch::x86_64::{lapic, msrs, regs};
 use crate::devices::PioBus;
 use crate::error::VmError;
 use crate::exit::{ExitReason, ExitSignal};
@@ -20,6 +20,9 @@ pub enum BootState {
     RealMode { entry: u64 },
     /// 64-bit long mode, paging on with the page tables at `cr3`, starting at `entry`.
     LongMode { entry: u64, cr3: u64 },
+    /// The PVH entry of a Linux kernel: 32-bit protected mode, paging off, %ebx pointing
+    /// at the `hvm_start_info`.
+    Pvh { entry: u64, start_info: u64 },
 }
 
 pub struct Vcpu {
@@ -60,6 +63,10 @@ impl Vcpu {
                 regs::long_mode_sregs(reset, cr3),
                 regs::entry_regs(entry, true),
             ),
+            BootState::Pvh { entry, start_info } => (
+                regs::protected_mode_sregs(reset),
+                regs::pvh_entry_regs(entry, start_info),
+            ),
         };
         self.fd
             .set_sregs(&sregs)
@@ -71,6 +78,34 @@ impl Vcpu {
             .set_fpu(&regs::boot_fpu())
             .map_err(VmError::kvm("KVM_SET_FPU"))?;
         Ok(())
+    }
+
+    /// Sets the MSRs a Linux guest expects from firmware (every vCPU, before it runs).
+    pub fn set_boot_msrs(&self) -> Result<(), VmError> {
+        let msrs = msrs::boot_msrs().map_err(VmError::Config)?;
+        let written = self
+            .fd
+            .set_msrs(&msrs)
+            .map_err(VmError::kvm("KVM_SET_MSRS"))?;
+        match msrs.as_slice().get(written) {
+            // KVM stops at the first MSR it refuses and returns how many it set.
+            Some(refused) => Err(VmError::Config(format!(
+                "KVM refused boot MSR {:#x} (set {written} of {})",
+                refused.index,
+                msrs.as_slice().len()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Wires this vCPU's local APIC like firmware does: PIC on LINT0, NMI on LINT1. Needs
+    /// the in-kernel irqchip.
+    pub fn set_lapic_virtual_wire(&self) -> Result<(), VmError> {
+        let mut state = self.fd.get_lapic().map_err(VmError::kvm("KVM_GET_LAPIC"))?;
+        lapic::set_virtual_wire(&mut state);
+        self.fd
+            .set_lapic(&state)
+            .map_err(VmError::kvm("KVM_SET_LAPIC"))
     }
 
     /// Makes the boot vCPU runnable even with an in-kernel LAPIC (KVM treats vCPU 0 as the

@@ -14,7 +14,8 @@ const HYPERVISOR_LEAVES: std::ops::RangeInclusive<u32> = 0x4000_0000..=0x4fff_ff
 /// What of the virtualization the guest may see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct CpuidPolicy {
-    /// Keep CPUID.1:ECX[31] (the hypervisor bit) set.
+    /// Set CPUID.1:ECX[31] (the hypervisor bit). KVM's supported list leaves it clear; a
+    /// Linux guest only looks for the KVM leaves (kvmclock, its TSC frequency) when it is set.
     pub show_hypervisor_bit: bool,
     /// Keep KVM's paravirtual leaves 0x40000000.. (kvmclock, PV EOI, ...).
     pub show_kvm_leaves: bool,
@@ -53,7 +54,9 @@ pub fn filter_entries(
             let mut e = *e;
             match e.function {
                 1 => {
-                    if !policy.show_hypervisor_bit {
+                    if policy.show_hypervisor_bit {
+                        e.ecx |= LEAF1_ECX_HYPERVISOR;
+                    } else {
                         e.ecx &= !LEAF1_ECX_HYPERVISOR;
                     }
                     // EBX[31:24] is the initial APIC id: each vCPU must see its own.
@@ -115,6 +118,15 @@ mod tests {
         assert_ne!(leaf1.ecx & LEAF1_ECX_HYPERVISOR, 0);
         assert_eq!(leaf1.ebx >> 24, 3);
         assert_eq!(leaf1.ebx & 0x00ff_ffff, 0x02_0800);
+    }
+
+    #[test]
+    fn default_policy_sets_the_hypervisor_bit_kvm_leaves_clear() {
+        let mut supported = sample();
+        supported[1].ecx &= !LEAF1_ECX_HYPERVISOR;
+        let out = filter_entries(&supported, CpuidPolicy::default(), 0);
+        let leaf1 = out.iter().find(|e| e.function == 1).expect("leaf 1 kept");
+        assert_eq!(leaf1.ecx, 0x8120_2000);
     }
 
     #[test]

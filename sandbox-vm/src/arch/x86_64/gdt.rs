@@ -13,6 +13,8 @@ pub const TSS_INDEX: usize = 3;
 
 /// Access+flags for a 64-bit code segment: present, ring 0, code, exec/read, L=1, G=1.
 const CODE64_FLAGS: u16 = 0xa09b;
+/// 32-bit code segment: present, ring 0, code, exec/read, D=1, G=1 (the PVH entry).
+const CODE32_FLAGS: u16 = 0xc09b;
 /// Data segment: present, ring 0, data, read/write, D/B=1, G=1.
 const DATA_FLAGS: u16 = 0xc093;
 /// 64-bit TSS (busy): present, type 0xb.
@@ -36,6 +38,17 @@ pub fn long_mode_gdt() -> [u64; 4] {
     [
         0,
         gdt_entry(CODE64_FLAGS, 0, 0xfffff),
+        gdt_entry(DATA_FLAGS, 0, 0xfffff),
+        gdt_entry(TSS_FLAGS, 0, 0xfffff),
+    ]
+}
+
+/// The GDT for the 32-bit protected-mode PVH entry: null, 32-bit code, data, TSS (same
+/// selectors as [`long_mode_gdt`]).
+pub fn protected_mode_gdt() -> [u64; 4] {
+    [
+        0,
+        gdt_entry(CODE32_FLAGS, 0, 0xfffff),
         gdt_entry(DATA_FLAGS, 0, 0xfffff),
         gdt_entry(TSS_FLAGS, 0, 0xfffff),
     ]
@@ -84,6 +97,14 @@ mod tests {
         assert_eq!((code.present, code.s, code.g), (1, 1, 1));
         assert_eq!(code.limit, 0xffff_ffff);
         assert_eq!(code.base, 0);
+    }
+
+    #[test]
+    fn protected_mode_code_segment_is_32_bit_flat() {
+        let gdt = protected_mode_gdt();
+        let code = segment_from_entry(gdt[CODE64_INDEX], CODE64_INDEX);
+        assert_eq!((code.l, code.db, code.type_), (0, 1, 0xb));
+        assert_eq!((code.base, code.limit), (0, 0xffff_ffff));
     }
 
     #[test]

@@ -24,3 +24,26 @@ pub const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
 pub const MAX_GUEST_MEMORY: usize = 0xc000_0000;
 /// Smallest guest RAM that holds the layout above.
 pub const MIN_GUEST_MEMORY: usize = 0x10_0000;
+
+// --- Linux (PVH) boot -------------------------------------------------------------------
+
+/// The PVH `hvm_start_info` the kernel finds through %ebx.
+pub const PVH_START_INFO: u64 = 0x6000;
+/// The PVH module list (one entry: the initramfs), right after the start info.
+pub const PVH_MODLIST: u64 = 0x6040;
+/// The PVH memory map (e820-style entries).
+pub const PVH_MEMMAP: u64 = 0x7000;
+/// The kernel command line, NUL-terminated.
+pub const CMDLINE_START: u64 = 0x2_0000;
+/// Longest command line (with its NUL) the layout has room for.
+pub const CMDLINE_MAX: usize = 0x1_0000;
+/// The MP table lives in the last KiB below 640 KiB, where Linux scans for it (the EBDA).
+pub const MPTABLE_START: u64 = 0x9_fc00;
+/// Start of the legacy VGA/BIOS hole: no RAM is reported from MPTABLE_START up to 1 MiB.
+pub const HIMEM_START: u64 = 0x10_0000;
+/// Local APIC and IO-APIC MMIO bases (the PC defaults, emulated by KVM's irqchip).
+pub const APIC_BASE: u32 = 0xfee0_0000;
+pub const IOAPIC_BASE: u32 = 0xfec0_0000;
+/// ACPI tables (RSDP first) in the BIOS area, reported as reserved in the memory map.
+pub const ACPI_START: u64 = 0xe_0000;
+pub const ACPI_END: u64 = 0xf_0000;

@@ -58,6 +58,54 @@ pub fn long_mode_sregs(mut sregs: kvm_sregs, cr3: u64) -> kvm_sregs {
     sregs
 }
 
+/// Writes the protected-mode GDT and an empty IDT for the PVH entry.
+pub fn write_protected_mode_tables(mem: &GuestMemoryMmap) -> Result<(), VmError> {
+    for (i, entry) in gdt::protected_mode_gdt().iter().enumerate() {
+        let addr = GDT_START + i as u64 * 8;
+        mem.write_obj(*entry, GuestAddress(addr))
+            .map_err(|e| VmError::GuestMemory(format!("GDT entry at {addr:#x}: {e}")))?;
+    }
+    mem.write_obj(0u64, GuestAddress(IDT_START))
+        .map_err(|e| VmError::GuestMemory(format!("IDT at {IDT_START:#x}: {e}")))
+}
+
+/// Special registers for the PVH entry (Xen's "HVM direct boot" ABI, which Linux
+/// implements): 32-bit protected mode, paging off, flat code and data segments.
+pub fn protected_mode_sregs(mut sregs: kvm_sregs) -> kvm_sregs {
+    let table = gdt::protected_mode_gdt();
+    let code = gdt::segment_from_entry(table[CODE64_INDEX], CODE64_INDEX);
+    let data = gdt::segment_from_entry(table[DATA_INDEX], DATA_INDEX);
+    let tss = gdt::segment_from_entry(table[TSS_INDEX], TSS_INDEX);
+    sregs.gdt.base = GDT_START;
+    sregs.gdt.limit = (std::mem::size_of_val(&table) - 1) as u16;
+    sregs.idt.base = IDT_START;
+    sregs.idt.limit = 7;
+    sregs.cs = code;
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.tr = tss;
+    // Exactly PE (+ET): the reset value's cache-disable bits must not survive into the
+    // kernel, which only ORs in PG later.
+    sregs.cr0 = CR0_PE | CR0_ET;
+    sregs.cr3 = 0;
+    sregs.cr4 = 0;
+    sregs.efer = 0;
+    sregs
+}
+
+/// General registers for the PVH entry: %ebx holds the start-info address.
+pub fn pvh_entry_regs(entry: u64, start_info: u64) -> kvm_regs {
+    kvm_regs {
+        rip: entry,
+        rbx: start_info,
+        rflags: RFLAGS_RESERVED,
+        ..Default::default()
+    }
+}
+
 /// Special registers for real mode with every data segment and CS based at `code_start`
 /// (which must be 16-byte aligned and below 1 MiB).
 pub fn real_mode_sregs(mut sregs: kvm_sregs, code_start: u64) -> kvm_sregs {
@@ -112,6 +160,25 @@ mod tests {
         assert_eq!(s.efer & (EFER_LME | EFER_LMA), EFER_LME | EFER_LMA);
         assert_eq!(s.cs.l, 1);
         assert_eq!(s.gdt.limit, 31);
+    }
+
+    #[test]
+    fn pvh_sregs_are_protected_mode_without_paging() {
+        let reset = kvm_sregs {
+            cr0: 0x6000_0010,
+            ..Default::default()
+        };
+        let s = protected_mode_sregs(reset);
+        assert_eq!(
+            s.cr0,
+            CR0_PE | CR0_ET,
+            "cache-disable bits cleared, no paging"
+        );
+        assert_eq!((s.cr4, s.efer), (0, 0));
+        assert_eq!((s.cs.db, s.cs.l, s.cs.selector), (1, 0, 0x08));
+        assert_eq!(s.ss.selector, 0x10);
+        let r = pvh_entry_regs(0x100_0000, 0x6000);
+        assert_eq!((r.rip, r.rbx, r.rflags), (0x100_0000, 0x6000, 2));
     }
 
     #[test]

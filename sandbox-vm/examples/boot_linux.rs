@@ -1,0 +1,161 @@
+//! Boots a Linux kernel (vmlinux with a PVH entry) and an optional initramfs in runvm's
+//! monitor, copies the guest console to stdout, and exits with the VM's status (0 when the
+//! guest powered off (ACPI S5) or rebooted with `reboot=k` (i8042 reset), 124 on timeout, ...).
+//!
+//! ```text
+//! boot_linux --kernel VMLINUX [--initrd CPIO] [--cmdline TEXT] [--mem-mib N] [--vcpus N]
+//!            [--timeout-secs N] [--mark TEXT]
+//! ```
+//! `--mark` reports on stderr when TEXT first appeared on the console (e.g. a line the
+//! guest's /init prints), measured from the start of the VM build.
+//! Static build for a minimal host: RUSTFLAGS="-C target-feature=+crt-static" cargo build
+//! --example boot_linux --target x86_64-unknown-linux-gnu
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use runvm_sandbox_vm::{host, GuestImage, Vm, VmConfig};
+
+/// `pci=off`: there is no PCI bus yet, and probing for one costs boot time.
+const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k pci=off";
+
+struct Args {
+    kernel: PathBuf,
+    initrd: Option<PathBuf>,
+    cmdline: String,
+    mem_mib: usize,
+    vcpus: u8,
+    timeout: Duration,
+    mark: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        kernel: PathBuf::new(),
+        initrd: None,
+        cmdline: DEFAULT_CMDLINE.to_string(),
+        mem_mib: 256,
+        vcpus: 1,
+        timeout: Duration::from_secs(60),
+        mark: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        let number = |v: String| v.parse::<u64>().map_err(|e| format!("{flag} {v:?}: {e}"));
+        match flag.as_str() {
+            "--kernel" => args.kernel = PathBuf::from(value()?),
+            "--initrd" => args.initrd = Some(PathBuf::from(value()?)),
+            "--cmdline" => args.cmdline = value()?,
+            "--mem-mib" => args.mem_mib = number(value()?)? as usize,
+            "--vcpus" => {
+                let v = number(value()?)?;
+                args.vcpus = u8::try_from(v).map_err(|_| format!("--vcpus {v}: at most 255"))?;
+            }
+            "--timeout-secs" => args.timeout = Duration::from_secs(number(value()?)?),
+            "--mark" => args.mark = Some(value()?),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if args.kernel.as_os_str().is_empty() {
+        return Err("--kernel VMLINUX is required".into());
+    }
+    Ok(args)
+}
+
+/// Copies console bytes to stdout and notes when `mark` first shows up.
+struct Console {
+    started: Instant,
+    mark: Vec<u8>,
+    window: Vec<u8>,
+    seen: Arc<OnceLock<Duration>>,
+}
+
+impl Write for Console {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::stdout().write_all(buf)?;
+        if !self.mark.is_empty() && self.seen.get().is_none() {
+            self.window.extend_from_slice(buf);
+            if self.window.windows(self.mark.len()).any(|w| w == self.mark) {
+                let _ = self.seen.set(self.started.elapsed());
+            }
+            // Keep only what could still be the start of the mark.
+            let keep = self.mark.len().saturating_sub(1);
+            let cut = self.window.len().saturating_sub(keep);
+            self.window.drain(..cut);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().flush()
+    }
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("boot_linux: {e}");
+            std::process::exit(2);
+        }
+    };
+    // Boot anyway (the facts can be wrong), but say why it would crawl or fail.
+    let report = host::probe(None);
+    if !report.can_boot_linux {
+        eprintln!(
+            "boot_linux: warning: this KVM ({:?}) cannot boot Linux: {}",
+            report.mode, report.explanation
+        );
+    }
+    let config = VmConfig {
+        mem_size: args.mem_mib << 20,
+        vcpus: args.vcpus,
+        ..VmConfig::default()
+    };
+    let image = GuestImage::Linux {
+        kernel: args.kernel,
+        initrd: args.initrd,
+        cmdline: args.cmdline,
+    };
+    let started = Instant::now();
+    let seen = Arc::new(OnceLock::new());
+    let console = Console {
+        started,
+        mark: args.mark.clone().unwrap_or_default().into_bytes(),
+        window: Vec::new(),
+        seen: Arc::clone(&seen),
+    };
+    let outcome =
+        Vm::build(&config, &image, Box::new(console)).and_then(|vm| vm.run(Some(args.timeout)));
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            eprintln!("boot_linux: {e}");
+            std::process::exit(3);
+        }
+    };
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
+    let _ = std::io::stdout().flush();
+    eprintln!("boot_linux: ended: {:?}", outcome.reason);
+    if let Some(built) = outcome.build_steps.last() {
+        eprintln!("boot_linux: vCPUs running after {}", ms(built.after));
+    }
+    if let Some(first) = outcome.first_output_after {
+        eprintln!("boot_linux: first console byte after {}", ms(first));
+    }
+    match (args.mark, seen.get()) {
+        (Some(mark), Some(at)) => eprintln!("boot_linux: {mark:?} seen after {}", ms(*at)),
+        (Some(mark), None) => eprintln!("boot_linux: {mark:?} never seen"),
+        _ => {}
+    }
+    eprintln!(
+        "boot_linux: guest ended after {}, monitor done after {}; status {}",
+        ms(outcome.exit_after),
+        ms(outcome.total),
+        outcome.reason.status()
+    );
+    std::process::exit(outcome.reason.status());
+}
