@@ -16,7 +16,10 @@ const ALPHABET: &[u8] = b"Aa0_+.-/.";
 enum IdInput {
     Raw(String),
     /// Characters picked from ALPHABET, each repeated `repeat + 1` times (reaches 1024 cheaply).
-    Picked { picks: Vec<u8>, repeat: u8 },
+    Picked {
+        picks: Vec<u8>,
+        repeat: u8,
+    },
 }
 
 impl IdInput {

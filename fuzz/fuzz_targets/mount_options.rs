@@ -59,7 +59,10 @@ fuzz_target!(|opts: Vec<Opt>| {
     );
     let attrs = parsed.recursive_attrs;
     assert_eq!(attrs.set & attrs.clear, 0, "{options:?} -> {attrs:?}");
-    assert!(!parsed.recursive || parsed.bind, "{options:?}: rbind without bind");
+    assert!(
+        !parsed.recursive || parsed.bind,
+        "{options:?}: rbind without bind"
+    );
 
     let expected_propagation: Vec<MsFlags> = options
         .iter()
