@@ -158,6 +158,17 @@ mod tests {
     }
 
     #[test]
+    fn parse_and_validate_needs_no_bundle() {
+        let file = Path::new("x.json");
+        let spec = parse_and_validate(MINIMAL.as_bytes(), file).unwrap();
+        assert_eq!(spec.version(), "1.2.0");
+        let err = parse_and_validate(br#"{"ociVersion":"2.0.0"}"#, file).unwrap_err();
+        assert!(err.to_string().contains("ociVersion"), "{err}");
+        let err = parse_and_validate(b"[", file).unwrap_err();
+        assert!(err.to_string().contains("x.json"), "{err}");
+    }
+
+    #[test]
     fn missing_rootfs_names_root_path() {
         let dir = write_bundle(MINIMAL);
         fs::remove_dir(dir.path().join("rootfs")).unwrap();
