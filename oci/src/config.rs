@@ -28,8 +28,7 @@ pub fn load_bundle(dir: &Path) -> Result<Bundle, OciError> {
         path: config_path.clone(),
         source,
     })?;
-    let spec = parse_spec(&text, &config_path)?;
-    validate_spec(&spec)?;
+    let spec = parse_and_validate(&text, &config_path)?;
     let rootfs = resolve_rootfs(&dir, &spec)?;
     Ok(Bundle { dir, rootfs, spec })
 }
@@ -42,6 +41,14 @@ pub fn load_spec(path: &Path) -> Result<Spec, OciError> {
         source,
     })?;
     parse_spec(&text, path)
+}
+
+/// Parses and validates config.json text: everything `load_bundle` checks short of the rootfs.
+/// `file` only names the source in errors. Needs no filesystem, so the fuzzer can call it.
+pub fn parse_and_validate(text: &[u8], file: &Path) -> Result<Spec, OciError> {
+    let spec = parse_spec(text, file)?;
+    validate_spec(&spec)?;
+    Ok(spec)
 }
 
 /// Parses config.json, reporting the JSON path of the first field that does not fit the schema
@@ -148,6 +155,17 @@ mod tests {
         );
         let err = load_bundle(dir.path()).unwrap_err().to_string();
         assert!(err.contains("linux.namespaces"), "{err}");
+    }
+
+    #[test]
+    fn parse_and_validate_needs_no_bundle() {
+        let file = Path::new("x.json");
+        let spec = parse_and_validate(MINIMAL.as_bytes(), file).unwrap();
+        assert_eq!(spec.version(), "1.2.0");
+        let err = parse_and_validate(br#"{"ociVersion":"2.0.0"}"#, file).unwrap_err();
+        assert!(err.to_string().contains("ociVersion"), "{err}");
+        let err = parse_and_validate(b"[", file).unwrap_err();
+        assert!(err.to_string().contains("x.json"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod id;
 mod state;
 mod validate;
 
-pub use config::{load_bundle, load_spec, parse_process, Bundle, CONFIG_FILE};
+pub use config::{load_bundle, load_spec, parse_and_validate, parse_process, Bundle, CONFIG_FILE};
 pub use error::OciError;
 pub use id::validate_id;
 pub use oci_spec;

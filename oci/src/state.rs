@@ -86,9 +86,14 @@ impl ContainerState {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut de = serde_json::Deserializer::from_slice(&text);
+        Self::from_slice(&text, path)
+    }
+
+    /// Parses state file text; `file` only names the source in errors.
+    pub fn from_slice(text: &[u8], file: &Path) -> Result<Self, OciError> {
+        let mut de = serde_json::Deserializer::from_slice(text);
         serde_path_to_error::deserialize(&mut de).map_err(|err| OciError::Parse {
-            file: path.to_path_buf(),
+            file: file.to_path_buf(),
             field: err.path().to_string(),
             message: err.into_inner().to_string(),
         })
