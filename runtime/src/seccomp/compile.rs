@@ -30,10 +30,28 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledSeccomp, SeccompError> 
     for planned in plan {
         filters.push(build(planned)?);
     }
+    check_total_size(&filters)?;
     Ok(CompiledSeccomp {
         filters,
         flags: filter_flags(profile.flags().as_deref().unwrap_or_default()),
     })
+}
+
+/// The kernel refuses a filter that would bring the process's filters above MAX_INSNS_PER_PATH
+/// (32768 instructions, each filter counting its length plus 4). Checked here so such a profile
+/// fails `create` with its reason instead of init failing at install time.
+const MAX_TOTAL_INSTRUCTIONS: usize = 32768;
+const PER_FILTER_OVERHEAD: usize = 4;
+
+fn check_total_size(filters: &[BpfProgram]) -> Result<(), SeccompError> {
+    let instructions: usize = filters.iter().map(|f| f.len() + PER_FILTER_OVERHEAD).sum();
+    if instructions > MAX_TOTAL_INSTRUCTIONS {
+        return Err(SeccompError::TooLarge {
+            instructions,
+            limit: MAX_TOTAL_INSTRUCTIONS,
+        });
+    }
+    Ok(())
 }
 
 /// One seccompiler filter: `syscalls` -> `on_match`, everything else -> `otherwise`.
@@ -188,6 +206,34 @@ mod tests {
 
     fn numbers(filter: &PlannedFilter) -> Vec<i64> {
         filter.syscalls.keys().copied().collect()
+    }
+
+    /// Twelve errno groups of 300 two-argument rules compile to about 43,000 instructions: the
+    /// kernel would refuse to install them, so compile must refuse them first.
+    #[test]
+    fn profiles_beyond_the_kernels_instruction_limit_are_refused() {
+        let mut rules = Vec::new();
+        for errno in 1..=12u32 {
+            for value in 0..300u64 {
+                let mut r = with_arg0_eq(
+                    rule(&["personality"], Action::ScmpActErrno, Some(errno)),
+                    value,
+                );
+                let second = LinuxSeccompArgBuilder::default()
+                    .index(1usize)
+                    .op(LinuxSeccompOperator::ScmpCmpEq)
+                    .value(value + u64::from(errno) * 1000)
+                    .build()
+                    .unwrap();
+                if let Some(args) = r.args().clone() {
+                    r.set_args(Some(args.into_iter().chain([second]).collect()));
+                }
+                rules.push(r);
+            }
+        }
+        let err = compile(&profile(Action::ScmpActAllow, None, rules)).unwrap_err();
+        assert!(matches!(err, SeccompError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().starts_with("linux.seccomp"), "{err}");
     }
 
     #[test]

@@ -5,6 +5,12 @@ use nix::errno::Errno;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
+    #[error(
+        "linux.seccomp: the profile compiles to {instructions} BPF instructions, more than the \
+         kernel's limit of {limit} for all filters of a process"
+    )]
+    TooLarge { instructions: usize, limit: usize },
+
     #[error("{field}: unknown syscall {name:?}")]
     UnknownSyscall { field: String, name: String },
 
