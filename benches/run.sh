@@ -55,6 +55,18 @@ for n in "${NAMES[@]}"; do
   hyperfine -N -w 2 -r "$RUNS" --export-json "$work/$n-delete.json" \
     --prepare "sh -c '$rt delete --force d-$n; $rt create --bundle $bundle d-$n'" \
     "$rt delete --force d-$n" >/dev/null
+  echo "== $n: exec latency"
+  sleeper=$work/sleeper-bundle
+  [ -d "$sleeper" ] || { cp -a "$bundle" "$sleeper" && python3 - "$sleeper/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["process"]["args"] = ["sleep", "100000"]
+json.dump(c, open(sys.argv[1], "w"))
+PY
+  }
+  $rt run --detach --bundle "$sleeper" "e-$n" >/dev/null
+  hyperfine -N -w 3 -r "$RUNS" --export-json "$work/$n-exec.json" "$rt exec e-$n true" >/dev/null
+  $rt delete --force "e-$n"
   echo "== $n: peak RSS"
   for cmd in run create state delete; do
     case $cmd in
@@ -82,6 +94,13 @@ json.dump({"seconds": float(end) - float(start), "peak_kib": int(before) - low,
            "failures": sum(1 for l in open(fails) if l.strip()), "leftovers": int(left)}, open(out, "w"))
 PY
 done
+
+echo "== runvm's monitor: tiny guests on /dev/kvm"
+if [ -e /dev/kvm ]; then
+  cargo run -q --release -p runvm-sandbox-vm --example boot_time "$RUNS" > "$work/monitor.txt" 2>&1 || echo "boot_time failed" >> "$work/monitor.txt"
+else
+  echo "no /dev/kvm on this host" > "$work/monitor.txt"
+fi
 
 python3 benches/report.py "$work" "$OUT" "$RUNS" "$CONCURRENCY" "${NAMES[@]}"
 echo "report written to $OUT"

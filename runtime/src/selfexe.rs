@@ -1,16 +1,21 @@
-//! Run from a sealed in-memory copy of the runvm binary (CVE-2019-5736).
+//! Make the runvm binary that a container can reach unwritable (CVE-2019-5736).
 //!
-//! A container process can reach the binary of a runtime process that enters its namespaces
-//! (through /proc/PID/exe, or by making its entrypoint `#!/proc/self/exe`) and, as root inside,
-//! overwrite the host's runvm. When runvm runs from a sealed memfd instead, /proc/self/exe is
-//! that memfd: sealed against writes, and gone when the process ends.
-//! Copying costs one read of the binary and one extra execve per create/run/exec; the other
-//! commands never enter a container and skip it.
+//! A container can reach the binary of a runtime process that enters its namespaces (through
+//! /proc/PID/exe, or by making its entrypoint `#!/proc/self/exe`) and, as root inside,
+//! overwrite the host's runvm. create/run/exec therefore re-execute through a copy of the
+//! binary that cannot be written:
+//! - first choice: a detached, read-only bind mount of the binary itself (open_tree +
+//!   mount_setattr; attached nowhere, so no namespace sees or changes it). /proc/self/exe then
+//!   names a file on a read-only mount: writes fail with EROFS. Nothing is copied.
+//! - fallback (kernels before 5.12, or no mount privilege): a sealed memfd copy, which costs a
+//!   read of the whole binary and its pages in memory for as long as the process lives.
+//!
+//! A binary that already sits on a read-only mount, or a sealed memfd, needs neither.
 
 use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
@@ -28,42 +33,112 @@ fn is_sealed(exe: &File) -> bool {
     }
 }
 
-/// Re-executes the current command from a sealed memfd copy unless already running from one.
+fn on_read_only_mount(exe: &File) -> bool {
+    nix::sys::statvfs::fstatvfs(exe).is_ok_and(|s| {
+        s.flags()
+            .contains(nix::sys::statvfs::FsFlags::ST_RDONLY)
+    })
+}
+
+/// Re-executes the current command from an unwritable copy of runvm unless already running
+/// from one.
 pub fn ensure_sealed() -> io::Result<()> {
-    let mut exe = File::open("/proc/self/exe")?;
-    if is_sealed(&exe) {
+    let exe = File::open("/proc/self/exe")?;
+    if is_sealed(&exe) || on_read_only_mount(&exe) {
         return Ok(());
     }
-    let name = c"runvm";
-    let memfd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
+    let image = match read_only_bind() {
+        Ok(fd) => fd,
+        Err(_) => sealed_copy(exe)?,
+    };
+    Err(exec_image(&image))
+}
+
+/// `struct mount_attr` of mount_setattr(2); libc does not define it for every target.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// A detached bind mount of the running binary, made read-only, as an O_PATH descriptor.
+fn read_only_bind() -> io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const MOUNT_ATTR_NODEV: u64 = 0x4;
+    // SAFETY: open_tree reads a NUL-terminated path and returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c"/proc/self/exe".as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    let tree = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads `attr` (of the size passed) and changes only the detached
+    // mount behind `tree`.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(tree)
+}
+
+fn sealed_copy(mut exe: File) -> io::Result<OwnedFd> {
+    let memfd = memfd_create(c"runvm", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
     let mut copy = File::from(memfd);
     io::copy(&mut exe, &mut copy)?;
     fcntl(copy.as_fd(), FcntlArg::F_ADD_SEALS(REQUIRED_SEALS))?;
-    let args: Vec<CString> = std::env::args_os()
+    Ok(OwnedFd::from(copy))
+}
+
+/// execveat(AT_EMPTY_PATH) of `image` with this process's arguments and environment; only
+/// returns on failure.
+fn exec_image(image: &OwnedFd) -> io::Error {
+    let args: Result<Vec<CString>, _> = std::env::args_os()
         .map(|a| CString::new(a.into_vec()))
-        .collect::<Result<_, _>>()
-        .map_err(io::Error::other)?;
-    let env: Vec<CString> = std::env::vars_os()
+        .collect();
+    let env: Result<Vec<CString>, _> = std::env::vars_os()
         .map(|(k, v)| {
             let mut kv = k.into_vec();
             kv.push(b'=');
             kv.extend(v.into_vec());
             CString::new(kv)
         })
-        .collect::<Result<_, _>>()
-        .map_err(io::Error::other)?;
+        .collect();
+    let (Ok(args), Ok(env)) = (args, env) else {
+        return io::Error::other("an argument or variable contains a NUL byte");
+    };
     let empty: &CStr = c"";
-    // execveat(AT_EMPTY_PATH) runs the memfd itself; with MFD_CLOEXEC it is closed once the new
-    // image is loaded, leaving /proc/self/exe as the only reference.
-    let err = nix::unistd::execveat(
-        copy.as_fd(),
+    match nix::unistd::execveat(
+        image.as_fd(),
         empty,
         &args,
         &env,
         nix::fcntl::AtFlags::AT_EMPTY_PATH,
-    );
-    let _ = copy.as_raw_fd();
-    Err(io::Error::other(format!(
-        "re-exec from sealed copy: {err:?}"
-    )))
+    ) {
+        Err(e) => io::Error::other(format!("re-exec from a read-only copy of runvm: {e}")),
+    }
 }

@@ -5,13 +5,17 @@ use std::fs::OpenOptions;
 use runvm_tests::*;
 
 /// CVE-2019-5736: a container reaching the runtime's own binary through /proc/PID/exe could
-/// overwrite it on the host. runvm runs create/run from a sealed memfd copy, so what a
-/// container can reach is that copy, and the seals refuse writes even to root.
+/// keep a handle on it and, once the runtime process has exited (so the binary is no longer
+/// busy), open it for writing and overwrite the host's runvm. runvm's create runs from a
+/// read-only bind of its binary (or, on old kernels, a sealed memfd copy), so that late write
+/// must fail.
 #[test]
-fn init_runs_from_a_sealed_copy_of_the_runtime() {
+fn runtime_binary_cannot_be_written_through_init_exe() {
     if !require_root() || !is_runvm() {
         return;
     }
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut bundle = BusyboxBundle::new();
     bundle.set_args(&["true"]);
     let rt = Runtime::new();
@@ -19,13 +23,26 @@ fn init_runs_from_a_sealed_copy_of_the_runtime() {
     let pid = rt.state(bundle.id())["pid"].as_i64().expect("pid");
     let exe = format!("/proc/{pid}/exe");
     let target = std::fs::read_link(&exe).expect("read init's exe link");
-    assert!(
-        target.to_string_lossy().contains("memfd:runvm"),
-        "init runs from {target:?}, not from a sealed copy"
-    );
-    let write = OpenOptions::new().write(true).open(&exe);
-    assert!(write.is_err(), "init's binary could be opened for writing");
+    // The attacker's handle: a path-only descriptor that outlives init.
+    let handle = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(&exe)
+        .expect("O_PATH open of init's exe");
     assert_success(&rt.delete_force(bundle.id()), "delete --force");
+    let reopen = format!("/proc/self/fd/{}", handle.as_raw_fd());
+    if target.to_string_lossy().contains("memfd:") {
+        // Fallback path: a sealed copy; writes are refused by its seals.
+        let mut file = OpenOptions::new().write(true).open(&reopen).expect("reopen memfd");
+        use std::io::Write;
+        assert!(file.write_all(b"x").is_err(), "sealed copy accepted a write");
+    } else {
+        let err = OpenOptions::new()
+            .write(true)
+            .open(&reopen)
+            .expect_err("init's binary could be opened for writing after init exited");
+        assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+    }
     rt.assert_no_leftovers(&bundle);
 }
 
