@@ -84,6 +84,29 @@ lines += ["", f"## {concurrency} containers run concurrently", "",
 for n in names:
     c = rows[n]["conc"]
     lines.append(f"| {n} | {c['seconds']:.2f} | {c['peak_kib'] / 1024:.0f} | {c['failures']} | {c['leftovers']} |")
+if "crun" in rows:
+    a, c = rows["runvm"], rows["crun"]
+    checks = [
+        ("`run` median wall <= 0.8x crun", a["run_median"] <= 0.8 * c["run_median"],
+         f"{a['run_median'] / c['run_median']:.2f}x"),
+        ("`run` CPU <= 0.8x crun", a["run_cpu"] <= 0.8 * c["run_cpu"], f"{a['run_cpu'] / c['run_cpu']:.2f}x"),
+        ("`run` peak RSS <= crun", a["rss"]["run"] <= c["rss"]["run"], f"{a['rss']['run']} vs {c['rss']['run']} KiB"),
+        (f"{concurrency} concurrent runs faster than crun, no failure, no leftover",
+         a["conc"]["seconds"] < c["conc"]["seconds"] and a["conc"]["failures"] == 0 and a["conc"]["leftovers"] == 0,
+         f"{a['conc']['seconds']:.2f} s vs {c['conc']['seconds']:.2f} s"),
+    ]
+    lines += ["", "## Targets (issue: faster than crun, leaner than every peer)", "",
+              "| target | met | measured |", "|---|---|---|"]
+    for name, ok, value in checks:
+        lines.append(f"| {name} | {'yes' if ok else 'no'} | {value} |")
+    lines += ["",
+              "Where runvm's memory goes: `runvm state` (parse arguments, read one small file) peaks at "
+              f"{a['rss']['state']} KiB; that floor is the static executable's touched pages (clap, serde, "
+              "the seccomp compiler and libc, built with opt-level \"s\"). `run` adds parsing config.json, "
+              "compiling the seccomp profile and the clone of init. The peak RSS figures are single GNU "
+              "time samples and move by about 100 KiB between runs. runvm re-executes through a read-only "
+              "bind of its own binary (CVE-2019-5736), so no copy of the binary is made."]
+
 monitor = open(os.path.join(work, "monitor.txt")).read().strip()
 lines += ["", "## runvm's monitor: tiny guests on this host's /dev/kvm", "",
           "Output of `cargo run --release -p runvm-sandbox-vm --example boot_time`: time from VM "
