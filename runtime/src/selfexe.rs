@@ -34,10 +34,8 @@ fn is_sealed(exe: &File) -> bool {
 }
 
 fn on_read_only_mount(exe: &File) -> bool {
-    nix::sys::statvfs::fstatvfs(exe).is_ok_and(|s| {
-        s.flags()
-            .contains(nix::sys::statvfs::FsFlags::ST_RDONLY)
-    })
+    nix::sys::statvfs::fstatvfs(exe)
+        .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
 }
 
 /// Re-executes the current command from an unwritable copy of runvm unless already running
@@ -52,15 +50,6 @@ pub fn ensure_sealed() -> io::Result<()> {
         Err(_) => sealed_copy(exe)?,
     };
     Err(exec_image(&image))
-}
-
-/// `struct mount_attr` of mount_setattr(2); libc does not define it for every target.
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
 }
 
 /// A detached bind mount of the running binary, made read-only, as an O_PATH descriptor.
@@ -82,32 +71,20 @@ fn read_only_bind() -> io::Result<OwnedFd> {
     }
     // SAFETY: the kernel just returned this descriptor; nothing else owns it.
     let tree = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: mount_setattr reads `attr` (of the size passed) and changes only the detached
-    // mount behind `tree`.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    crate::rootfs::remount::mount_setattr(
+        tree.as_raw_fd(),
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV,
+        0,
+        false,
+    )?;
     Ok(tree)
 }
 
 fn sealed_copy(mut exe: File) -> io::Result<OwnedFd> {
-    let memfd = memfd_create(c"runvm", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
+    let memfd = memfd_create(
+        c"runvm",
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )?;
     let mut copy = File::from(memfd);
     io::copy(&mut exe, &mut copy)?;
     fcntl(copy.as_fd(), FcntlArg::F_ADD_SEALS(REQUIRED_SEALS))?;

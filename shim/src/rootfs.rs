@@ -16,44 +16,18 @@ pub fn rootfs_of(bundle: &Path) -> PathBuf {
     bundle.join("rootfs")
 }
 
-/// Mount flags named in fstab options; the rest of the options are filesystem data.
-fn flag_of(option: &str) -> Option<(bool, MsFlags)> {
-    // (clear?, flag)
-    Some(match option {
-        "ro" => (false, MsFlags::MS_RDONLY),
-        "rw" => (true, MsFlags::MS_RDONLY),
-        "nosuid" => (false, MsFlags::MS_NOSUID),
-        "suid" => (true, MsFlags::MS_NOSUID),
-        "nodev" => (false, MsFlags::MS_NODEV),
-        "dev" => (true, MsFlags::MS_NODEV),
-        "noexec" => (false, MsFlags::MS_NOEXEC),
-        "exec" => (true, MsFlags::MS_NOEXEC),
-        "sync" => (false, MsFlags::MS_SYNCHRONOUS),
-        "async" => (true, MsFlags::MS_SYNCHRONOUS),
-        "noatime" => (false, MsFlags::MS_NOATIME),
-        "atime" => (true, MsFlags::MS_NOATIME),
-        "nodiratime" => (false, MsFlags::MS_NODIRATIME),
-        "relatime" => (false, MsFlags::MS_RELATIME),
-        "strictatime" => (false, MsFlags::MS_STRICTATIME),
-        "bind" => (false, MsFlags::MS_BIND),
-        "rbind" => (false, MsFlags::MS_BIND | MsFlags::MS_REC),
-        "remount" => (false, MsFlags::MS_REMOUNT),
-        _ => return None,
-    })
-}
-
-/// Splits containerd's mount options into mount flags and the data string.
+/// Splits containerd's mount options into mount flags and the data string, with the same
+/// parser runvm uses for config.json mounts.
 pub fn parse_options(options: &[String]) -> (MsFlags, String) {
-    let mut flags = MsFlags::empty();
-    let mut data = Vec::new();
-    for option in options {
-        match flag_of(option) {
-            Some((true, f)) => flags.remove(f),
-            Some((false, f)) => flags.insert(f),
-            None => data.push(option.as_str()),
-        }
+    let parsed = runvm_runtime::rootfs::options::parse(options);
+    let mut flags = parsed.flags;
+    if parsed.bind {
+        flags |= MsFlags::MS_BIND;
     }
-    (flags, data.join(","))
+    if parsed.recursive {
+        flags |= MsFlags::MS_REC;
+    }
+    (flags, parsed.data_string().unwrap_or_default())
 }
 
 fn mount_one(m: &Mount, target: &Path) -> Result<(), String> {

@@ -33,9 +33,15 @@ fn runtime_binary_cannot_be_written_through_init_exe() {
     let reopen = format!("/proc/self/fd/{}", handle.as_raw_fd());
     if target.to_string_lossy().contains("memfd:") {
         // Fallback path: a sealed copy; writes are refused by its seals.
-        let mut file = OpenOptions::new().write(true).open(&reopen).expect("reopen memfd");
+        let mut file = OpenOptions::new()
+            .write(true)
+            .open(&reopen)
+            .expect("reopen memfd");
         use std::io::Write;
-        assert!(file.write_all(b"x").is_err(), "sealed copy accepted a write");
+        assert!(
+            file.write_all(b"x").is_err(),
+            "sealed copy accepted a write"
+        );
     } else {
         let err = OpenOptions::new()
             .write(true)

@@ -16,7 +16,7 @@ pub mod options;
 mod pivot;
 mod propagation;
 mod readonly;
-mod remount;
+pub(crate) mod remount;
 pub mod resolve;
 
 #[cfg(test)]

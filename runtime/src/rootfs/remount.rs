@@ -8,7 +8,7 @@ use nix::fcntl::OFlag;
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::Mode;
 use nix::sys::statvfs::{fstatvfs, FsFlags};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::Path;
 
 /// ST_NOSYMFOLLOW from linux/statfs.h; nix's FsFlags lacks it.
@@ -115,8 +115,35 @@ struct MountAttr {
     userns_fd: u64,
 }
 
+/// mount_setattr(2) on the mount behind `fd` (`recursive`: its whole tree). Hand-written:
+/// neither nix nor libc wrap it.
+pub fn mount_setattr(fd: RawFd, set: u64, clear: u64, recursive: bool) -> Result<(), Errno> {
+    let arg = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let mut at_flags = libc::AT_EMPTY_PATH;
+    if recursive {
+        at_flags |= libc::AT_RECURSIVE;
+    }
+    // SAFETY: mount_setattr reads `size` bytes from a valid, initialised MountAttr that outlives
+    // the call; the path is a NUL-terminated empty string used with AT_EMPTY_PATH.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            c"".as_ptr(),
+            at_flags as libc::c_uint,
+            &arg as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(rc).map(drop)
+}
+
 /// Applies recursive attributes (rro, rnosuid, ...) to the whole mount tree at `fd`.
-/// Hand-written: neither nix nor libc wrap mount_setattr(2).
 pub fn set_recursive(fd: &impl AsRawFd, attrs: &RecursiveAttrs) -> Result<(), Failure> {
     let mut set = attrs.set;
     let mut clear = attrs.clear;
@@ -124,25 +151,6 @@ pub fn set_recursive(fd: &impl AsRawFd, attrs: &RecursiveAttrs) -> Result<(), Fa
         set = (set & !attr::ATIME_MASK) | mode;
         clear |= attr::ATIME_MASK;
     }
-    let arg = MountAttr {
-        attr_set: set,
-        attr_clr: clear,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: mount_setattr reads `size` bytes from a valid, initialised MountAttr that outlives
-    // the call; the path is a NUL-terminated empty string used with AT_EMPTY_PATH.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
-            &arg as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    Errno::result(rc)
-        .map(drop)
+    mount_setattr(fd.as_raw_fd(), set, clear, true)
         .map_err(step(format!("mount_setattr set={set:#x} clear={clear:#x}")))
 }
