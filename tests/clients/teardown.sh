@@ -35,6 +35,9 @@ stop_pidfile() {
 
 # --- containers first, while the daemons can still clean up after them ---
 if [[ -x $dir/bin/podman ]]; then
+	# Pods first: their infra containers cannot be removed on their own.
+	"$dir/bin/podman" pod rm --all --force --time 0 >/dev/null 2>&1 ||
+		log "podman pod rm --all failed (leftover pods are listed by $dir/bin/podman pod ps)"
 	"$dir/bin/podman" rm --all --force --time 0 >/dev/null 2>&1 ||
 		log "podman rm --all failed (leftover containers are listed by $dir/bin/podman ps -a)"
 fi
