@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds runvm and its containerd shim, sets the clients up in a private directory, runs
-# tests/tests/clients.rs and tests/tests/shim.rs against them and always tears down. Extra arguments go to the test binary (e.g. a test-name filter).
+# tests/tests/clients.rs, shim.rs and cri.rs (containerd's CRI plugin) against them and always
+# tears down. Extra arguments go to the test binary (e.g. a test-name filter).
 #
 #   tests/clients/run.sh [TEST_FILTER...]
 #
@@ -21,7 +22,7 @@ if [[ -z ${RUNVM_SHIM:-} ]]; then
 fi
 [[ ${KEEP:-0} == 1 ]] || trap 'tests/clients/teardown.sh "$dir"' EXIT
 tests/clients/setup.sh "$dir" "$RUNVM_BIN"
-RUNVM_CLIENTS_DIR=$dir RUNVM_BIN=$RUNVM_BIN cargo test -p runvm-tests --test clients --test shim -- \
+RUNVM_CLIENTS_DIR=$dir RUNVM_BIN=$RUNVM_BIN cargo test -p runvm-tests --test clients --test shim --test cri -- \
 	--test-threads=2 "$@"
 # Task API calls ctr cannot make (Update), straight to the shim over ttrpc.
 RUNVM_CLIENTS_DIR=$dir cargo test -p runvm-shim --test ttrpc_direct -- "$@"

@@ -32,8 +32,10 @@ dir=$(cd "$1" && pwd)
 runvm=${2:-$repo/target/debug/runvm}
 [[ -x $runvm ]] || die "runvm binary $runvm missing (cargo build -p runvm)"
 runvm=$(cd "$(dirname "$runvm")" && pwd)/$(basename "$runvm")
-clients=${CLIENTS:-podman containerd docker}
+clients=${CLIENTS:-podman containerd docker cri}
 image=localhost/runvm-busybox:latest
+# The CRI sandbox ("pause") image: the same busybox layer, its command sleeps for 68 years.
+pause_image=localhost/runvm-pause:latest
 # Names that keep this harness's containers, cgroups and runc roots apart from anything else.
 ns=runvm-clients
 (( ${#dir} <= 60 )) || die "DIR $dir is too long for the daemons' unix socket paths (max 60 chars)"
@@ -46,6 +48,8 @@ install_packages() {
 	[[ $clients == *podman* ]] && want+=(podman conmon catatonit slirp4netns uidmap)
 	[[ $clients == *containerd* || $clients == *docker* ]] && want+=(containerd)
 	[[ $clients == *docker* ]] && want+=(docker.io)
+	# CRI: containerd's CRI plugin, driven by tests/clients/cri/cri.py (grpc + protoc stubs).
+	[[ $clients == *cri* ]] && want+=(containerd python3-grpcio python3-protobuf protobuf-compiler)
 	for p in "${want[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 	done
@@ -69,7 +73,7 @@ record_host_state() {
 	# Paths the clients create outside DIR whatever their configuration says (see README.md).
 	local path
 	for path in /dev/shm/libpod_lock /etc/docker/key.json /run/containerd /run/containerd/runc \
-		/run/containerd/runvm \
+		/run/containerd/runvm /run/containerd/runvm/k8s.io \
 		/run/containerd/s /run/containerd/fifo /run/docker /run/docker/plugins /run/runvm /var/lib/containers \
 		/sys/fs/cgroup/memory/libpod_parent; do
 		[[ -e $path ]] || echo "$path"
@@ -115,9 +119,32 @@ write_wrapper
 
 # --- image: one layer holding Debian's static busybox ---
 json_sha() { sha256sum "$1" | cut -d' ' -f1; }
+# oci_archive NAME CONFIG OUT: an OCI layout tar of DIR/image/layer.tar with CONFIG, named NAME.
+oci_archive() {
+	local name=$1 config_file=$2 out=$3 img=$dir/image layer layer_size config config_size
+	local oci=$img/oci manifest manifest_size
+	layer=$(json_sha "$img/layer.tar")
+	layer_size=$(stat -c %s "$img/layer.tar")
+	config=$(json_sha "$config_file")
+	config_size=$(stat -c %s "$config_file")
+	rm -rf "$oci"
+	mkdir -p "$oci/blobs/sha256"
+	cp "$img/layer.tar" "$oci/blobs/sha256/$layer"
+	cp "$config_file" "$oci/blobs/sha256/$config"
+	printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%s}]}' \
+		"$config" "$config_size" "$layer" "$layer_size" >"$oci/manifest.json"
+	manifest=$(json_sha "$oci/manifest.json")
+	manifest_size=$(stat -c %s "$oci/manifest.json")
+	mv "$oci/manifest.json" "$oci/blobs/sha256/$manifest"
+	printf '{"imageLayoutVersion":"1.0.0"}' >"$oci/oci-layout"
+	printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"latest"}}]}\n' \
+		"$manifest" "$manifest_size" "$name" >"$oci/index.json"
+	tar --sort=name --mtime=@0 --owner=0 --group=0 -C "$oci" -cf "$out" .
+	rm -rf "$oci"
+}
 build_image() {
 	local img=$dir/image
-	[[ -s $img/busybox-docker.tar && -s $img/busybox-oci.tar ]] && return 0
+	[[ -s $img/busybox-docker.tar && -s $img/busybox-oci.tar && -s $img/pause-oci.tar ]] && return 0
 	log "building busybox image archives"
 	rm -rf "$img/rootfs" "$img/docker" "$img/oci"
 	mkdir -p "$img/rootfs"/{bin,etc,proc,sys,dev,tmp,root,run,var}
@@ -131,14 +158,12 @@ build_image() {
 	printf 'root:x:0:\nnogroup:x:65534:\n' >"$img/rootfs/etc/group"
 	tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
 		-C "$img/rootfs" -cf "$img/layer.tar" .
-	local layer layer_size config config_size manifest manifest_size
+	local layer config
 	layer=$(json_sha "$img/layer.tar")
-	layer_size=$(stat -c %s "$img/layer.tar")
 	cat >"$img/config.json" <<EOF
 {"architecture":"amd64","os":"linux","created":"1970-01-01T00:00:00Z","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:$layer"]}}
 EOF
 	config=$(json_sha "$img/config.json")
-	config_size=$(stat -c %s "$img/config.json")
 
 	# docker save layout: what docker 20.10 loads (and podman, as docker-archive).
 	mkdir -p "$img/docker/$layer"
@@ -148,20 +173,12 @@ EOF
 		"$config" "$image" "$layer" >"$img/docker/manifest.json"
 	tar --sort=name --mtime=@0 --owner=0 --group=0 -C "$img/docker" -cf "$img/busybox-docker.tar" .
 
-	# OCI image layout with the containerd name annotation: what `ctr images import` reads.
-	mkdir -p "$img/oci/blobs/sha256"
-	cp "$img/layer.tar" "$img/oci/blobs/sha256/$layer"
-	cp "$img/config.json" "$img/oci/blobs/sha256/$config"
-	printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%s}]}' \
-		"$config" "$config_size" "$layer" "$layer_size" >"$img/manifest.json"
-	manifest=$(json_sha "$img/manifest.json")
-	manifest_size=$(stat -c %s "$img/manifest.json")
-	cp "$img/manifest.json" "$img/oci/blobs/sha256/$manifest"
-	printf '{"imageLayoutVersion":"1.0.0"}' >"$img/oci/oci-layout"
-	printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"latest"}}]}\n' \
-		"$manifest" "$manifest_size" "$image" >"$img/oci/index.json"
-	tar --sort=name --mtime=@0 --owner=0 --group=0 -C "$img/oci" -cf "$img/busybox-oci.tar" .
-	rm -rf "$img/docker" "$img/oci" "$img/layer.tar" "$img/config.json" "$img/manifest.json"
+	# OCI image layouts with the containerd name annotation: what `ctr images import` reads.
+	oci_archive "$image" "$img/config.json" "$img/busybox-oci.tar"
+	# The CRI pause image: same layer, a command that never returns (CRI kills it with SIGKILL).
+	sed 's|"Cmd":\["sh"\]|"Cmd":["sleep","2147483647"]|' "$img/config.json" >"$img/pause-config.json"
+	oci_archive "$pause_image" "$img/pause-config.json" "$img/pause-oci.tar"
+	rm -rf "$img/docker" "$img/layer.tar" "$img/config.json" "$img/pause-config.json"
 }
 build_image
 
@@ -242,6 +259,15 @@ EOF
 	fi
 }
 
+# containerd looks shims up on its PATH: DIR/shims holds only runvm's, when it is built.
+link_shim() {
+	mkdir -p "$dir/shims"
+	local shim=${RUNVM_SHIM:-$repo/target/debug/containerd-shim-runvm-v2}
+	if [[ -x $shim ]]; then
+		ln -sfn "$(cd "$(dirname "$shim")" && pwd)/$(basename "$shim")" "$dir/shims/containerd-shim-runvm-v2"
+	fi
+}
+
 # --- containerd: private root/state/sockets, CRI off; one daemon for ctr and dockerd ---
 setup_containerd() {
 	command -v containerd >/dev/null || { mark_skip containerd "containerd not installed"; return 0; }
@@ -270,12 +296,7 @@ EOF
 exec /usr/bin/ctr --address $c/sock --namespace $ns "\$@"
 EOF
 	chmod +x "$dir/bin/ctr"
-	# containerd looks shims up on its PATH: DIR/shims holds only runvm's, when it is built.
-	mkdir -p "$dir/shims"
-	local shim=${RUNVM_SHIM:-$repo/target/debug/containerd-shim-runvm-v2}
-	if [[ -x $shim ]]; then
-		ln -sfn "$(cd "$(dirname "$shim")" && pwd)/$(basename "$shim")" "$dir/shims/containerd-shim-runvm-v2"
-	fi
+	link_shim
 	if ! pid_alive "$dir/run/containerd.pid"; then
 		log "starting containerd"
 		# Not a process-group leader here, so setsid execs containerd in place: \$! is its pid.
@@ -337,7 +358,105 @@ EOF
 	fi
 }
 
-for c in podman containerd docker; do
+# --- CRI: a second containerd with the CRI plugin on, so the ctr/docker daemon stays as it is ---
+# Runtime handlers (what a Kubernetes RuntimeClass names): `runvm` = the runc shim running
+# DIR/bin/runvm, `runvm-shim` = runvm's own shim. The tests' pods use host networking, so no
+# CNI plugin runs; conf_dir/bin_dir point into DIR (empty) so the host's CNI setup is never
+# read or changed (the plugin then reports NetworkReady=false, which host-network pods ignore).
+setup_cri() {
+	command -v containerd >/dev/null || { mark_skip cri "containerd not installed"; return 0; }
+	/usr/bin/python3 -c 'import grpc, google.protobuf' 2>/dev/null ||
+		{ mark_skip cri "Debian's /usr/bin/python3 cannot import grpc (python3-grpcio, python3-protobuf)"; return 0; }
+	command -v protoc >/dev/null || { mark_skip cri "protoc missing (Debian package protobuf-compiler)"; return 0; }
+	local c=$dir/cri restrict_oom=false
+	mkdir -p "$c"/{root,state,opt,runc,cni-conf,cni-bin,py}
+	# CRI gives sandboxes oomScoreAdj -998; lowering it needs CAP_SYS_RESOURCE (bit 24), which
+	# some hosts (this CI's VM) withhold even from root: then clamp to containerd's own value.
+	local cap_eff
+	cap_eff=$(awk '/^CapEff:/ { print $2 }' /proc/self/status)
+	(( (16#$cap_eff >> 24) & 1 )) || restrict_oom=true
+	protoc --proto_path="$here/cri" --python_out="$c/py" "$here/cri/cri.proto" ||
+		{ mark_skip cri "protoc could not compile $here/cri/cri.proto"; return 0; }
+	cat >"$c/config.toml" <<EOF
+version = 2
+root = "$c/root"
+state = "$c/state"
+
+[grpc]
+  address = "$c/sock"
+
+[ttrpc]
+  address = "$c/sock.ttrpc"
+
+[debug]
+  address = "$c/debug.sock"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$c/opt"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$pause_image"
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_selinux = false
+  disable_apparmor = true
+  restrict_oom_score_adj = $restrict_oom
+
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "$c/cni-bin"
+  conf_dir = "$c/cni-conf"
+
+[plugins."io.containerd.grpc.v1.cri".containerd]
+  snapshotter = "overlayfs"
+  # Naming runtimes replaces the built-in table, so the default handler ("") needs one too.
+  default_runtime_name = "runvm"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runvm]
+  runtime_type = "io.containerd.runc.v2"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runvm.options]
+  BinaryName = "$dir/bin/runvm"
+  Root = "$c/runc"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runvm-shim]
+  runtime_type = "io.containerd.runvm.v2"
+EOF
+	cat >"$dir/bin/ctr-cri" <<EOF
+#!/bin/sh
+# ctr on the CRI containerd, in the namespace the CRI plugin uses.
+exec /usr/bin/ctr --address $c/sock --namespace k8s.io "\$@"
+EOF
+	cat >"$dir/bin/cri" <<EOF
+#!/bin/sh
+# One CRI call: cri METHOD [REQUEST_JSON] (see $here/cri/cri.py).
+exec /usr/bin/python3 $here/cri/cri.py --socket $c/sock --stubs $c/py "\$@"
+EOF
+	chmod +x "$dir/bin/ctr-cri" "$dir/bin/cri"
+	link_shim
+	if ! pid_alive "$dir/run/containerd-cri.pid"; then
+		log "starting containerd with the CRI plugin"
+		PATH="$dir/shims:$PATH" setsid containerd --config "$c/config.toml" </dev/null >>"$dir/logs/containerd-cri.log" 2>&1 &
+		echo $! >"$dir/run/containerd-cri.pid"
+	fi
+	if ! wait_for 30 "$dir/bin/cri" Version; then
+		mark_skip cri "the CRI plugin did not answer on $c/sock within 30 s (see $dir/logs/containerd-cri.log)"
+		return 0
+	fi
+	local archive name
+	for archive in busybox-oci pause-oci; do
+		"$dir/bin/ctr-cri" images import "$dir/image/$archive.tar" >&2 ||
+			{ mark_skip cri "ctr images import $archive.tar into k8s.io failed (see setup output)"; return 0; }
+	done
+	# The CRI plugin learns about imported images from containerd's events: wait until it has them.
+	for name in "$image" "$pause_image"; do
+		wait_for 30 cri_lists_image "$name" ||
+			{ mark_skip cri "the CRI plugin does not list $name after the import"; return 0; }
+	done
+	mark_ready cri
+}
+cri_lists_image() { "$dir/bin/cri" ListImages | grep -qF "\"$1\""; }
+
+for c in podman containerd docker cri; do
 	if [[ " $clients " == *" $c "* ]]; then "setup_$c"; else mark_skip "$c" "not selected (CLIENTS=$clients)"; fi
 done
 

@@ -35,6 +35,9 @@ stop_pidfile() {
 
 # --- containers first, while the daemons can still clean up after them ---
 if [[ -x $dir/bin/podman ]]; then
+	# Pods first: their infra containers cannot be removed on their own.
+	"$dir/bin/podman" pod rm --all --force --time 0 >/dev/null 2>&1 ||
+		log "podman pod rm --all failed (leftover pods are listed by $dir/bin/podman pod ps)"
 	"$dir/bin/podman" rm --all --force --time 0 >/dev/null 2>&1 ||
 		log "podman rm --all failed (leftover containers are listed by $dir/bin/podman ps -a)"
 fi
@@ -43,6 +46,25 @@ if [[ -x $dir/bin/docker && -S $dir/docker/sock ]]; then
 	[[ -n $ids ]] && "$dir/bin/docker" rm -f $ids >/dev/null 2>&1
 fi
 stop_pidfile dockerd "$dir/run/dockerd.pid" 30
+# CRI pods (and their containers) through the CRI API, then whatever the API could not remove.
+if [[ -x $dir/bin/cri && -S $dir/cri/sock ]]; then
+	for id in $("$dir/bin/cri" ListPodSandbox 2>/dev/null | grep -o '"id": "[0-9a-f]*"' | cut -d'"' -f4); do
+		"$dir/bin/cri" StopPodSandbox "{\"pod_sandbox_id\": \"$id\"}" >/dev/null 2>&1
+		"$dir/bin/cri" RemovePodSandbox "{\"pod_sandbox_id\": \"$id\"}" >/dev/null 2>&1 ||
+			log "CRI pod $id could not be removed"
+	done
+fi
+if [[ -x $dir/bin/ctr-cri && -S $dir/cri/sock ]]; then
+	for id in $("$dir/bin/ctr-cri" tasks ls -q 2>/dev/null); do
+		"$dir/bin/ctr-cri" tasks kill -s SIGKILL "$id" >/dev/null 2>&1
+		sleep 0.2
+		"$dir/bin/ctr-cri" tasks delete --force "$id" >/dev/null 2>&1
+	done
+	for id in $("$dir/bin/ctr-cri" containers ls -q 2>/dev/null); do
+		"$dir/bin/ctr-cri" containers delete "$id" >/dev/null 2>&1
+	done
+fi
+stop_pidfile "containerd (CRI)" "$dir/run/containerd-cri.pid" 30
 if [[ -x $dir/bin/ctr && -S $dir/containerd/sock ]]; then
 	for id in $("$dir/bin/ctr" tasks ls -q 2>/dev/null); do
 		"$dir/bin/ctr" tasks kill -s SIGKILL "$id" >/dev/null 2>&1
@@ -58,7 +80,8 @@ stop_pidfile containerd "$dir/run/containerd.pid" 30
 # Shims outlive containerd when it dies with tasks running; ours name our socket in argv.
 for proc in /proc/[0-9]*; do
 	cmdline=$({ tr '\0' ' ' <"$proc/cmdline"; } 2>/dev/null) || continue
-	if [[ $cmdline == *containerd-shim* && $cmdline == *"-address $dir/containerd/sock "* ]]; then
+	if [[ $cmdline == *containerd-shim* && ($cmdline == *"-address $dir/containerd/sock "* ||
+		$cmdline == *"-address $dir/cri/sock "*) ]]; then
 		log "killing leftover shim ${proc#/proc/}"
 		kill -KILL "${proc#/proc/}" 2>/dev/null
 	fi
@@ -95,6 +118,8 @@ if [[ -d /run/containerd/s ]]; then
 fi
 # runvm state roots of our namespaces (ctr's default) and directories that are now empty.
 rmdir /run/containerd/runc/"$ns" /run/containerd/runvm/"$ns" 2>/dev/null
+# runvm's shim keeps the CRI plugin's containers in its namespace's directory, k8s.io.
+created /run/containerd/runvm/k8s.io && rmdir /run/containerd/runvm/k8s.io 2>/dev/null
 for path in /run/containerd/fifo /run/containerd/s /run/containerd/runc /run/containerd/runvm /run/containerd \
 	/run/docker/plugins /run/docker /run/runvm; do
 	created "$path" && rmdir "$path" 2>/dev/null
@@ -102,7 +127,7 @@ done
 # cgroups: podman's cgroupfs parent (conmon sits in libpod_parent/conmon), ctr's and dockerd's
 # parents named after the harness. rmdir only removes empty ones.
 for hierarchy in /sys/fs/cgroup/*/; do
-	for parent in "$ns" "$ns-docker"; do
+	for parent in "$ns" "$ns-docker" "$ns-cri"; do
 		[[ -d $hierarchy$parent ]] && find "$hierarchy$parent" -depth -type d -exec rmdir {} \; 2>/dev/null
 	done
 	if created /sys/fs/cgroup/memory/libpod_parent && [[ -d ${hierarchy}libpod_parent ]]; then

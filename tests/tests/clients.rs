@@ -48,6 +48,11 @@ impl Drop for Cleanup<'_> {
                     .client
                     .run("podman", &["rm", "--force", "--time", "0", name]);
             }
+            "podman-pod" => {
+                let _ = self
+                    .client
+                    .run("podman", &["pod", "rm", "--force", "--time", "0", name]);
+            }
             _ => {
                 let _ = self.client.run("docker", &["rm", "--force", name]);
             }
@@ -219,6 +224,147 @@ fn podman_network_none_has_only_loopback() {
     assert_eq!(
         stdout_of(&out).split_whitespace().collect::<Vec<_>>(),
         ["lo"]
+    );
+}
+
+/// The first line of `podman inspect --format FORMAT NAME` (works for pods with `pod`).
+fn podman_inspect(client: &Client, what: &[&str], format: &str) -> String {
+    let mut args = what[..what.len() - 1].to_vec();
+    args.extend_from_slice(&["inspect", "--format", format, what[what.len() - 1]]);
+    let out = client.run("podman", &args);
+    assert_success(&out, &format!("podman {}", args.join(" ")));
+    stdout_of(&out).trim().to_string()
+}
+
+#[test]
+fn podman_pod_shares_namespaces_with_its_infra_container() {
+    let Some(client) = Client::ready("podman") else {
+        return;
+    };
+    let argv = client.argv_log();
+    let pod = unique_id("podman-pod");
+    let _guard = cleanup(&client, "podman-pod", &pod);
+    // The infra container is podman's own pause image (catatonit), built locally: no registry.
+    let out = client.run(
+        "podman",
+        &[
+            "pod",
+            "create",
+            "--name",
+            &pod,
+            "--share",
+            "ipc,net,uts,pid",
+        ],
+    );
+    assert_success(&out, "podman pod create");
+    let infra = podman_inspect(&client, &["pod", &pod], "{{.InfraContainerID}}");
+    let member = format!("{pod}-member");
+    let out = client.run(
+        "podman",
+        &[
+            "run",
+            "--detach",
+            "--pod",
+            &pod,
+            "--name",
+            &member,
+            IMAGE,
+            "sh",
+            "-c",
+            TERM_EXITS_0,
+        ],
+    );
+    assert_success(&out, "podman run --detach --pod");
+    let member_id = stdout_of(&out).trim().to_string();
+
+    // A second container sees the pod: its hostname, catatonit as PID 1, the member's shell,
+    // and the infra container's net and ipc namespaces.
+    let script = "hostname; cat /proc/1/comm; ps -o args | grep -c '[t]rap'; \
+                  for ns in net ipc; do [ $(readlink /proc/self/ns/$ns) = $(readlink /proc/1/ns/$ns) ] \
+                  && echo same-$ns; done";
+    let out = client.run(
+        "podman",
+        &["run", "--rm", "--pod", &pod, IMAGE, "sh", "-c", script],
+    );
+    assert_success(&out, "podman run --rm --pod");
+    assert_eq!(
+        stdout_of(&out).lines().collect::<Vec<_>>(),
+        [pod.as_str(), "catatonit", "1", "same-net", "same-ipc"],
+        "what a container in the pod sees"
+    );
+
+    assert_success(
+        &client.run("podman", &["pod", "stop", "--time", "10", &pod]),
+        "podman pod stop",
+    );
+    // podman signals infra and member at once; when catatonit (PID 1 of the shared pid
+    // namespace) exits first the kernel SIGKILLs the member, so its code is 0 or 137.
+    let state = podman_inspect(
+        &client,
+        &["container", &member],
+        "{{.State.Status}} {{.State.ExitCode}}",
+    );
+    assert!(
+        state == "exited 0" || state == "exited 137",
+        "the member after pod stop: {state}"
+    );
+    assert_success(&client.run("podman", &["pod", "rm", &pod]), "podman pod rm");
+    assert_exit(
+        &client.run("podman", &["pod", "exists", &pod]),
+        1,
+        "podman pod exists after pod rm",
+    );
+    for id in [&infra, &member_id] {
+        for command in ["create", "start", "delete"] {
+            argv.assert_called(id, command);
+        }
+    }
+}
+
+#[test]
+fn podman_slirp4netns_gives_a_user_mode_network() {
+    let Some(client) = Client::ready("podman") else {
+        return;
+    };
+    if !std::path::Path::new("/usr/bin/slirp4netns").is_file() {
+        println!("SKIP: slirp4netns is not installed (Debian package slirp4netns)");
+        return;
+    }
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        println!("SKIP: /dev/net/tun missing: slirp4netns needs a tap device");
+        return;
+    }
+    let _argv = client.argv_log();
+    // slirp4netns's defaults: tap0 at 10.0.2.100/24, gateway 10.0.2.2. No traffic leaves the
+    // host (the test only looks at the container's side).
+    let out = client.run(
+        "podman",
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "slirp4netns",
+            IMAGE,
+            "sh",
+            "-c",
+            "ls /sys/class/net; ip -4 -o addr show tap0; ip route show default",
+        ],
+    );
+    assert_success(&out, "podman run --network slirp4netns");
+    let stdout = stdout_of(&out);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.get(..2),
+        Some(&["lo", "tap0"][..]),
+        "interfaces: {stdout}"
+    );
+    assert!(
+        stdout.contains("inet 10.0.2.100/24"),
+        "tap0 has no slirp address: {stdout}"
+    );
+    assert!(
+        stdout.contains("default via 10.0.2.2 dev tap0"),
+        "no route through slirp's gateway: {stdout}"
     );
 }
 

@@ -14,7 +14,7 @@ pub const IMAGE: &str = "localhost/runvm-busybox:latest";
 /// How long one client command may take before the test fails.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// One client ("podman", "containerd" or "docker") set up by setup.sh.
+/// One client ("podman", "containerd", "docker" or "cri") set up by setup.sh.
 pub struct Client {
     dir: PathBuf,
 }
@@ -24,6 +24,7 @@ fn installed_binary(client: &str) -> &'static str {
     match client {
         "podman" => "/usr/bin/podman",
         "containerd" => "/usr/bin/ctr",
+        "cri" => "/usr/bin/containerd",
         _ => "/usr/sbin/dockerd",
     }
 }
