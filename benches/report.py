@@ -36,7 +36,7 @@ for n in names:
         "start": statistics.median(load(n, "start")["times"]),
         "delete": statistics.median(load(n, "delete")["times"]),
         "exec": statistics.median(load(n, "exec")["times"]),
-        "rss": {c: int(open(os.path.join(work, f"{n}-rss-{c}")).read().split()[-1])
+        "rss": {c: int(statistics.median(int(v) for v in open(os.path.join(work, f"{n}-rss-{c}")).read().split()))
                 for c in ["run", "create", "state", "delete"]},
         "conc": json.load(open(os.path.join(work, f"{n}-conc"))),
     }
@@ -74,7 +74,7 @@ lines += ["", "## Lifecycle steps (median wall ms)", "",
 for n in names:
     r = rows[n]
     lines.append(f"| {n} | {ms(r['create'])} | {ms(r['start'])} | {ms(r['delete'])} | {ms(r['exec'])} |")
-lines += ["", "## Peak RSS of each command (KiB, GNU time)", "", "| runtime | run | create | state | delete |",
+lines += ["", "## Peak RSS of each command (KiB, GNU time, median of 5)", "", "| runtime | run | create | state | delete |",
           "|---|---|---|---|---|"]
 for n in names:
     r = rows[n]["rss"]
@@ -103,8 +103,8 @@ if "crun" in rows:
               "Where runvm's memory goes: `runvm state` (parse arguments, read one small file) peaks at "
               f"{a['rss']['state']} KiB; that floor is the static executable's touched pages (clap, serde, "
               "the seccomp compiler and libc, built with opt-level \"s\"). `run` adds parsing config.json, "
-              "compiling the seccomp profile and the clone of init. The peak RSS figures are single GNU "
-              "time samples and move by about 100 KiB between runs. runvm re-executes through a read-only "
+              "compiling the seccomp profile and the clone of init. Peak RSS is the median of five GNU "
+              "time samples per command; single samples move by about 100 KiB. runvm re-executes through a read-only "
               "bind of its own binary (CVE-2019-5736), so no copy of the binary is made."]
 
 monitor = open(os.path.join(work, "monitor.txt")).read().strip()

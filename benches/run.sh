@@ -67,16 +67,23 @@ PY
   $rt run --detach --bundle "$sleeper" "e-$n" >/dev/null
   hyperfine -N -w 3 -r "$RUNS" --export-json "$work/$n-exec.json" "$rt exec e-$n true" >/dev/null
   $rt delete --force "e-$n"
-  echo "== $n: peak RSS"
+  echo "== $n: peak RSS (median of 5 samples per command)"
   for cmd in run create state delete; do
-    case $cmd in
-      run)    args="run --bundle $bundle r-$n" ;;
-      create) args="create --bundle $bundle r-$n" ;;
-      state)  args="state r-$n" ;;
-      delete) args="delete --force r-$n" ;;
-    esac
-    /usr/bin/time -f %M -o "$work/$n-rss-$cmd" $rt $args >/dev/null
+    : > "$work/$n-rss-$cmd"
+    for i in 1 2 3 4 5; do
+      case $cmd in
+        run)    args="run --bundle $bundle r-$n" ;;
+        create) args="create --bundle $bundle r-$n" ;;
+        state)  args="state r-$n" ;;
+        delete) args="delete --force r-$n" ;;
+      esac
+      # create/state/delete work on one container: recreate it for every create sample.
+      [ "$cmd" = create ] && $rt delete --force "r-$n" >/dev/null 2>&1
+      [ "$cmd" = state ] || [ "$cmd" = delete ] && ! $rt state "r-$n" >/dev/null 2>&1 && $rt create --bundle "$bundle" "r-$n" >/dev/null
+      /usr/bin/time -f %M -a -o "$work/$n-rss-$cmd" $rt $args >/dev/null
+    done
   done
+  $rt delete --force "r-$n" >/dev/null 2>&1 || true
   echo "== $n: $CONCURRENCY concurrent runs"
   free_before=$(awk '/MemAvailable/ {print $2}' /proc/meminfo)
   ( while [ ! -e "$work/$n-done" ]; do awk '/MemAvailable/ {print $2}' /proc/meminfo; sleep 0.01; done ) > "$work/$n-mem" &
