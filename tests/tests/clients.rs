@@ -15,7 +15,7 @@ mod harness;
 use std::time::{Duration, Instant};
 
 use harness::{assert_exit, Client, IMAGE};
-use runvm_tests::{assert_success, stdout_of, unique_id};
+use runvm_tests::{assert_failure, assert_success, stderr_of, stdout_of, unique_id};
 
 /// A loop that exits 0 on SIGTERM: PID 1 ignores signals it has no handler for, so a plain
 /// `sleep` would only prove that the client falls back to SIGKILL.
@@ -898,4 +898,85 @@ fn pending_docker_update_memory() {
     );
     assert_eq!(limit.trim(), "134217728");
     argv.assert_called(&id, "update");
+}
+
+#[test]
+fn podman_kill_start_and_restart() {
+    let Some(client) = Client::ready("podman") else {
+        return;
+    };
+    let name = unique_id("podman-restart");
+    let _guard = cleanup(&client, "podman", &name);
+    podman_detached(&client, &name);
+    assert_success(
+        &client.run("podman", &["kill", "--signal", "KILL", &name]),
+        "podman kill",
+    );
+    let code = client.run(
+        "podman",
+        &["inspect", "--format", "{{.State.ExitCode}}", &name],
+    );
+    assert_eq!(stdout_of(&code).trim(), "137", "exit code after SIGKILL");
+    assert_success(&client.run("podman", &["start", &name]), "podman start");
+    let out = client.run("podman", &["exec", &name, "echo", "back"]);
+    assert_success(&out, "exec after start");
+    assert_eq!(stdout_of(&out).trim(), "back");
+    assert_success(
+        &client.run("podman", &["restart", "--time", "10", &name]),
+        "podman restart",
+    );
+    let out = client.run("podman", &["exec", &name, "echo", "again"]);
+    assert_success(&out, "exec after restart");
+    assert_eq!(stdout_of(&out).trim(), "again");
+    assert_success(
+        &client.run("podman", &["rm", "--force", &name]),
+        "podman rm --force",
+    );
+}
+
+/// An rlimit above the host's hard limit cannot be granted (raising a hard limit needs
+/// CAP_SYS_RESOURCE, which this host's root lacks): podman must show runvm's error, which
+/// names the field.
+#[test]
+fn podman_shows_runvms_error_for_an_impossible_rlimit() {
+    let Some(client) = Client::ready("podman") else {
+        return;
+    };
+    let hard = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|line| line.starts_with("Max open files"))
+                .and_then(|line| line.split_whitespace().nth(4).map(str::to_string))
+        })
+        .and_then(|v| v.parse::<u64>().ok());
+    let Some(hard) = hard else {
+        println!("SKIP: cannot read this process's open-files hard limit");
+        return;
+    };
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let can_raise = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << 24) != 0);
+    if can_raise {
+        println!("SKIP: this host's root holds CAP_SYS_RESOURCE and may raise any limit");
+        return;
+    }
+    let too_high = format!("nofile={}:{}", hard + 1, hard + 1);
+    let name = unique_id("podman-rlimit");
+    let _guard = cleanup(&client, "podman", &name);
+    let out = client.run(
+        "podman",
+        &[
+            "run", "--rm", "--name", &name, "--ulimit", &too_high, IMAGE, "true",
+        ],
+    );
+    assert_failure(&out, "podman run with an rlimit above the hard limit");
+    let said = format!("{}{}", stdout_of(&out), stderr_of(&out));
+    assert!(
+        said.contains("process.rlimits"),
+        "podman did not show runvm's error: {said}"
+    );
 }
