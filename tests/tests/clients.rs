@@ -4,9 +4,6 @@
 //!
 //! Needs tests/clients/setup.sh DIR and RUNVM_CLIENTS_DIR=DIR (tests/clients/run.sh does both
 //! and tears down); each test SKIPs when its client is missing or not set up.
-//! Tests named `pending_*` use runtime commands runvm does not have yet (pause, resume, ps,
-//! update): they SKIP while `runvm <command> --help` fails, and must pass once it works
-//! (RUNVM_CLIENTS_PENDING=1 runs them regardless).
 
 // The harness lives beside this file, in tests/tests/clients/, so Cargo does not build it as a test.
 #[path = "clients/harness.rs"]
@@ -81,23 +78,6 @@ fn exec_stdout(client: &Client, tool: &str, name: &str, script: &str) -> String 
     let out = client.run(tool, &["exec", name, "sh", "-c", script]);
     assert_success(&out, &format!("{tool} exec {name} {script}"));
     stdout_of(&out)
-}
-
-/// Prints why a pending test does not run yet; true when it should.
-/// RUNVM_CLIENTS_PENDING=1 runs it anyway, to see how the client fails today.
-fn runtime_has_all(client: &Client, commands: &[&str]) -> bool {
-    if std::env::var_os("RUNVM_CLIENTS_PENDING").is_some_and(|v| v == "1") {
-        return true;
-    }
-    for command in commands {
-        if !client.runtime_has(command) {
-            println!(
-                "SKIP: runvm has no `{command}` yet (pending: expected to fail until it lands)"
-            );
-            return false;
-        }
-    }
-    true
 }
 
 // ---------------------------------------------------------------- podman (conmon)
@@ -476,13 +456,10 @@ fn podman_stats_reads_the_container_cgroup() {
 }
 
 #[test]
-fn pending_podman_pause_unpause() {
+fn podman_pause_unpause() {
     let Some(client) = Client::ready("podman") else {
         return;
     };
-    if !runtime_has_all(&client, &["pause", "resume"]) {
-        return;
-    }
     let argv = client.argv_log();
     let name = unique_id("podman-pause");
     let _guard = cleanup(&client, "podman", &name);
@@ -507,13 +484,10 @@ fn pending_podman_pause_unpause() {
 }
 
 #[test]
-fn pending_podman_update_memory() {
+fn podman_update_memory() {
     let Some(client) = Client::ready("podman") else {
         return;
     };
-    if !runtime_has_all(&client, &["update"]) {
-        return;
-    }
     let argv = client.argv_log();
     let name = unique_id("podman-update");
     let _guard = cleanup(&client, "podman", &name);
@@ -669,13 +643,10 @@ fn ctr_run_tty_gets_a_terminal() {
 }
 
 #[test]
-fn pending_ctr_pause_resume_ps() {
+fn ctr_pause_resume_ps() {
     let Some(client) = Client::ready("containerd") else {
         return;
     };
-    if !runtime_has_all(&client, &["pause", "resume", "ps"]) {
-        return;
-    }
     let argv = client.argv_log();
     let id = unique_id("ctr-pause");
     let _guard = cleanup(&client, "ctr", &id);
@@ -705,6 +676,14 @@ fn pending_ctr_pause_resume_ps() {
         "ctr task resume",
     );
     ctr_wait_status(&client, &id, "RUNNING", Duration::from_secs(10));
+    // Metrics come from the container's cgroup, which runvm created where the shim expects it.
+    let out = client.run("ctr", &["task", "metrics", &id]);
+    assert_success(&out, "ctr task metrics");
+    assert!(
+        stdout_of(&out).contains("pids.current") || stdout_of(&out).contains("memory"),
+        "ctr task metrics shows no cgroup data: {}",
+        stdout_of(&out)
+    );
     for command in ["ps", "pause", "resume"] {
         argv.assert_called(&id, command);
     }
@@ -837,13 +816,10 @@ fn docker_stats_reads_the_container_cgroup() {
 }
 
 #[test]
-fn pending_docker_pause_unpause_top() {
+fn docker_pause_unpause_top() {
     let Some(client) = Client::ready("docker") else {
         return;
     };
-    if !runtime_has_all(&client, &["pause", "resume", "ps"]) {
-        return;
-    }
     let argv = client.argv_log();
     let name = unique_id("docker-pause");
     let _guard = cleanup(&client, "docker", &name);
@@ -874,13 +850,10 @@ fn pending_docker_pause_unpause_top() {
 }
 
 #[test]
-fn pending_docker_update_memory() {
+fn docker_update_memory() {
     let Some(client) = Client::ready("docker") else {
         return;
     };
-    if !runtime_has_all(&client, &["update"]) {
-        return;
-    }
     let argv = client.argv_log();
     let name = unique_id("docker-update");
     let _guard = cleanup(&client, "docker", &name);

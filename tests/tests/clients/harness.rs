@@ -102,16 +102,6 @@ impl Client {
         run_timed(cmd, &line, CLIENT_TIMEOUT)
     }
 
-    /// True when the runtime has subcommand `name` (pause, resume, ps, update, events are
-    /// being added): tests of client features built on it SKIP until then.
-    pub fn runtime_has(&self, name: &str) -> bool {
-        let mut cmd = Command::new(self.runtime());
-        cmd.args([name, "--help"]);
-        run_timed(cmd, name, Duration::from_secs(30))
-            .status
-            .success()
-    }
-
     /// Starts recording runtime calls for this test; see [`ArgvLog`].
     pub fn argv_log(&self) -> ArgvLog {
         ArgvLog::from_now(self.dir.join("logs/argv.log"))
