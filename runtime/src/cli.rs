@@ -205,6 +205,19 @@ pub enum Command {
         interval: std::time::Duration,
         id: String,
     },
+    /// Not supported (no CRIU integration): fails with a clear error, `--help` included, since
+    /// podman decides whether checkpointing works from `checkpoint --help`'s exit status.
+    #[command(hide = true, disable_help_flag = true)]
+    Checkpoint {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Not supported (no CRIU integration).
+    #[command(hide = true, disable_help_flag = true)]
+    Restore {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// List containers.
     #[command(alias = "ps-all")]
     List {

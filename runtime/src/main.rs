@@ -111,6 +111,9 @@ fn dispatch(cli: Cli) -> Result<u8> {
             control_cmd::events(&store, &id, stats, interval)?;
             Ok(0)
         }
+        Command::Checkpoint { .. } | Command::Restore { .. } => {
+            bail!("checkpoint and restore are not supported by runvm (it has no CRIU integration)")
+        }
         Command::List { format, quiet } => {
             list(&store, format, quiet)?;
             Ok(0)

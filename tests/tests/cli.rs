@@ -218,3 +218,24 @@ fn check_reports_kvm_consistently_with_the_cpu() {
     .expect("features json");
     assert_eq!(features["annotations"]["org.runvm.kvm.mode"], mode);
 }
+
+/// checkpoint/restore are not supported: a clear error and a failing `--help` (podman decides
+/// from `checkpoint --help` whether checkpointing is available).
+#[test]
+fn checkpoint_and_restore_say_they_are_not_supported() {
+    if !is_runvm() {
+        return;
+    }
+    for args in [vec!["checkpoint", "--help"], vec!["restore", "c1"]] {
+        let out = std::process::Command::new(runtime_bin())
+            .args(&args)
+            .output()
+            .expect("run runvm");
+        assert_failure(&out, &format!("{args:?}"));
+        assert!(
+            stderr_of(&out).contains("not supported"),
+            "{}",
+            stderr_of(&out)
+        );
+    }
+}
