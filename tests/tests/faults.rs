@@ -65,3 +65,74 @@ fn create_without_mount_namespace_killed_at_any_point_is_cleaned() {
         kill_create_at(point, true);
     }
 }
+
+/// A state filesystem with no room left: create fails naming the state file, and nothing of the
+/// container stays behind (no cgroup, process or mount).
+#[test]
+fn full_state_filesystem_gives_a_clear_error_and_a_clean_host() {
+    if !require_root() || !is_runvm() {
+        return;
+    }
+    let root = tempfile::tempdir().expect("mount point");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(root.path())
+        .status()
+        .expect("mount tmpfs");
+    assert!(mounted.success(), "mount a tiny tmpfs");
+    // Fill it, leaving no block for state.json.
+    let _ = std::fs::write(root.path().join("filler"), vec![0u8; 1 << 20]);
+    let mut bundle = BusyboxBundle::new();
+    bundle.set_args(&["true"]);
+    let out = std::process::Command::new(runtime_bin())
+        .arg("--root")
+        .arg(root.path())
+        .args(["create", "--bundle", bundle.path_str(), bundle.id()])
+        .output()
+        .expect("run create");
+    let unmount = || {
+        let _ = std::process::Command::new("umount")
+            .arg(root.path())
+            .status();
+    };
+    if out.status.success() {
+        unmount();
+        panic!("create succeeded on a full state filesystem");
+    }
+    let err = stderr_of(&out);
+    let cgroup_left: Vec<_> = cgroup_dirs(bundle.cgroups_path())
+        .into_iter()
+        .filter(|dir| dir.exists())
+        .collect();
+    let state_left = root.path().join(bundle.id()).exists();
+    unmount();
+    assert!(err.contains("No space left"), "{err}");
+    assert!(
+        cgroup_left.is_empty(),
+        "cgroups left: {cgroup_left:?}; runvm said: {err}"
+    );
+    assert!(!state_left, "state dir left behind");
+}
+
+/// A resource value the kernel rejects (a CPU that does not exist): create fails naming the
+/// field, and the cgroup it had made is gone.
+#[test]
+fn rejected_cgroup_write_names_the_field_and_cleans_up() {
+    if !require_root() {
+        return;
+    }
+    let mut bundle = BusyboxBundle::new();
+    bundle.config_mut()["linux"]["resources"] = json!({"cpu": {"cpus": "4095"}});
+    bundle.write_config();
+    let rt = Runtime::new();
+    let out = rt.create(&bundle, &[]);
+    assert_failure(&out, "create with cpuset.cpus 4095");
+    if is_runvm() {
+        assert!(
+            stderr_of(&out).contains("linux.resources.cpu.cpus"),
+            "{}",
+            stderr_of(&out)
+        );
+    }
+    rt.assert_no_leftovers(&bundle);
+}
