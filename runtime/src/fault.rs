@@ -13,6 +13,10 @@ pub const CREATE_POINTS: [&str; 4] = [
     "create:after-ready",
 ];
 
+/// Points of `start` and `delete`.
+pub const START_POINTS: [&str; 1] = ["start:after-release"];
+pub const DELETE_POINTS: [&str; 2] = ["delete:after-kill", "delete:after-cgroup"];
+
 pub fn point(name: &str) {
     if std::env::var_os("RUNVM_FAULT_POINT").is_some_and(|p| p == name) {
         // SAFETY: raising SIGKILL on ourselves; nothing runs after it.

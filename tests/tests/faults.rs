@@ -136,3 +136,44 @@ fn rejected_cgroup_write_names_the_field_and_cleans_up() {
     }
     rt.assert_no_leftovers(&bundle);
 }
+
+/// `start` and `delete` killed at their named points: a second `delete --force` restores the
+/// host whatever the first one got to.
+#[test]
+fn start_and_delete_killed_midway_are_cleaned_by_delete_force() {
+    if !require_root() || !is_runvm() {
+        return;
+    }
+    for (point, command) in [
+        ("start:after-release", "start"),
+        ("delete:after-kill", "delete"),
+        ("delete:after-cgroup", "delete"),
+    ] {
+        let mut bundle = BusyboxBundle::new();
+        bundle.set_args(&["sleep", "1000"]);
+        let rt = Runtime::new();
+        rt.create_ok(&bundle);
+        if command == "delete" {
+            assert_success(&rt.start(bundle.id()), "start");
+        }
+        let mut cmd = rt.command();
+        cmd.env("RUNVM_FAULT_POINT", point);
+        if command == "start" {
+            cmd.args(["start", bundle.id()]);
+        } else {
+            cmd.args(["delete", "--force", bundle.id()]);
+        }
+        let out = rt.run_command(cmd, &[command], Duration::from_secs(30));
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGKILL),
+            "{point}: not killed there: {}",
+            stderr_of(&out)
+        );
+        assert_success(
+            &rt.delete_force(bundle.id()),
+            &format!("delete --force after {point}"),
+        );
+        rt.assert_no_leftovers(&bundle);
+    }
+}

@@ -47,7 +47,7 @@ fn parallel_lifecycles_all_succeed_and_leave_nothing() {
     if !require_root() {
         return;
     }
-    const N: usize = 30;
+    const N: usize = 50;
     let rt = Runtime::new();
     let mut bundles: Vec<BusyboxBundle> = (0..N).map(|_| BusyboxBundle::new()).collect();
     for b in bundles.iter_mut() {

@@ -42,7 +42,9 @@ pub fn delete(dir: ContainerDir, state: &ContainerState, force: bool) -> Result<
         }
         wait_gone(state.pid);
     }
+    crate::fault::point("delete:after-kill");
     remove_cgroup(&cgroup)?;
+    crate::fault::point("delete:after-cgroup");
     if state.rootfs_mounted_on_host {
         crate::rootfs::unmount_shared(&state.rootfs).map_err(|e| Error::Setup(e.to_string()))?;
     }

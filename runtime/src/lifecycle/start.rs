@@ -37,6 +37,7 @@ pub fn start(dir: &ContainerDir, state: &mut ContainerState) -> Result<(), Error
         })?;
     fifo.write_all(&[0])
         .map_err(|e| Error::Setup(format!("{}: {e}", fifo_path.display())))?;
+    crate::fault::point("start:after-release");
     std::fs::remove_file(&fifo_path)
         .map_err(|e| Error::Setup(format!("{}: {e}", fifo_path.display())))?;
     // Init holds the only reader until execve closes it: POLLERR on our end means the user's
