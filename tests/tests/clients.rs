@@ -132,6 +132,31 @@ fn podman_run_rm_propagates_output_and_exit_code() {
     assert_exit(&exists, 1, "podman container exists after run --rm");
 }
 
+/// The part of the detached flow podman and docker share: `exec --tty` gets a terminal,
+/// `stop` ends the container through its SIGTERM trap (exit 0), `rm` removes it.
+fn exec_tty_stop_rm(client: &Client, cli: &str, name: &str) {
+    let out = client.run(cli, &["exec", "--tty", name, "tty"]);
+    assert_success(&out, &format!("{cli} exec --tty tty"));
+    assert!(
+        stdout_of(&out).trim().starts_with("/dev/pts/"),
+        "exec --tty got no terminal: {:?}",
+        stdout_of(&out)
+    );
+    let begun = Instant::now();
+    assert_success(
+        &client.run(cli, &["stop", "--time", "10", name]),
+        &format!("{cli} stop"),
+    );
+    assert!(
+        begun.elapsed() < STOP_BY_TERM,
+        "SIGTERM did not stop it: {:?}",
+        begun.elapsed()
+    );
+    let code = client.run(cli, &["inspect", "--format", "{{.State.ExitCode}}", name]);
+    assert_eq!(stdout_of(&code).trim(), "0", "exit code after SIGTERM trap");
+    assert_success(&client.run(cli, &["rm", name]), &format!("{cli} rm"));
+}
+
 #[test]
 fn podman_detached_exec_stop_rm() {
     let Some(client) = Client::ready("podman") else {
@@ -152,30 +177,7 @@ fn podman_detached_exec_stop_rm() {
         "exec output: {:?}",
         stdout_of(&out)
     );
-    let out = client.run("podman", &["exec", "--tty", &name, "tty"]);
-    assert_success(&out, "podman exec --tty tty");
-    assert!(
-        stdout_of(&out).trim().starts_with("/dev/pts/"),
-        "exec --tty got no terminal: {:?}",
-        stdout_of(&out)
-    );
-
-    let begun = Instant::now();
-    assert_success(
-        &client.run("podman", &["stop", "--time", "10", &name]),
-        "podman stop",
-    );
-    assert!(
-        begun.elapsed() < STOP_BY_TERM,
-        "SIGTERM did not stop it: {:?}",
-        begun.elapsed()
-    );
-    let code = client.run(
-        "podman",
-        &["inspect", "--format", "{{.State.ExitCode}}", &name],
-    );
-    assert_eq!(stdout_of(&code).trim(), "0", "exit code after SIGTERM trap");
-    assert_success(&client.run("podman", &["rm", &name]), "podman rm");
+    exec_tty_stop_rm(&client, "podman", &name);
 
     for command in ["create", "start", "exec", "kill", "delete"] {
         argv.assert_called(&id, command);
@@ -767,30 +769,7 @@ fn docker_detached_exec_stop_rm() {
     );
     assert_exit(&out, 5, "docker exec sh -c 'exit 5'");
     assert_eq!(stdout_of(&out).trim(), "in exec");
-    let out = client.run("docker", &["exec", "--tty", &name, "tty"]);
-    assert_success(&out, "docker exec --tty tty");
-    assert!(
-        stdout_of(&out).trim().starts_with("/dev/pts/"),
-        "exec --tty got no terminal: {:?}",
-        stdout_of(&out)
-    );
-
-    let begun = Instant::now();
-    assert_success(
-        &client.run("docker", &["stop", "--time", "10", &name]),
-        "docker stop",
-    );
-    assert!(
-        begun.elapsed() < STOP_BY_TERM,
-        "SIGTERM did not stop it: {:?}",
-        begun.elapsed()
-    );
-    let code = client.run(
-        "docker",
-        &["inspect", "--format", "{{.State.ExitCode}}", &name],
-    );
-    assert_eq!(stdout_of(&code).trim(), "0", "exit code after SIGTERM trap");
-    assert_success(&client.run("docker", &["rm", &name]), "docker rm");
+    exec_tty_stop_rm(&client, "docker", &name);
 
     for command in ["create", "start", "exec", "kill", "delete"] {
         argv.assert_called(&id, command);
