@@ -132,3 +132,68 @@ fn symlinked_cwd_cannot_leave_the_rootfs() {
     assert!(!text.contains("work"), "host root listed: {text}");
     rt.assert_no_leftovers(&bundle);
 }
+
+/// CVE-2021-30465: a mount destination swapped for a symlink to the host *while* the runtime
+/// sets up mounts must not redirect the mount. A host thread keeps exchanging
+/// rootfs/swap (a directory) with a symlink to an outside directory while containers mount
+/// tmpfs filesystems under /swap; nothing may ever land in the outside directory.
+#[test]
+fn mount_destinations_swapped_during_setup_stay_inside() {
+    if !require_root() {
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let outside = tempfile::tempdir().expect("outside dir");
+    let mut bundle = BusyboxBundle::new();
+    bundle.set_args(&["true"]);
+    let mounts = bundle.config_mut()["mounts"]
+        .as_array_mut()
+        .expect("mounts");
+    for i in 0..8 {
+        mounts.push(serde_json::json!({
+            "destination": format!("/swap/m{i}"), "type": "tmpfs", "source": "tmpfs",
+            "options": ["size=64k"]
+        }));
+    }
+    bundle.write_config();
+    let rootfs = bundle.rootfs().to_path_buf();
+    let real = rootfs.join("swap");
+    let parked = rootfs.join("swap.real");
+    let link = rootfs.join("swap.link");
+    std::fs::create_dir_all(&real).expect("swap dir");
+    std::os::unix::fs::symlink(outside.path(), &link).expect("symlink to outside");
+    let stop = AtomicBool::new(false);
+    let rt = Runtime::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Flip rootfs/swap between the real directory and the outside symlink.
+            while !stop.load(Ordering::Relaxed) {
+                let _ = std::fs::rename(&real, &parked);
+                let _ = std::fs::rename(&link, &real);
+                std::thread::yield_now();
+                let _ = std::fs::rename(&real, &link);
+                let _ = std::fs::rename(&parked, &real);
+            }
+        });
+        for _ in 0..20 {
+            let _ = rt.run_bundle(&bundle);
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let outside_path = outside.path().to_string_lossy().into_owned();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mountinfo.contains(&outside_path),
+        "a container mount landed outside the rootfs: {outside_path}"
+    );
+    let entries: Vec<_> = std::fs::read_dir(outside.path())
+        .expect("outside dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        entries.is_empty(),
+        "the runtime wrote outside the rootfs: {entries:?}"
+    );
+    rt.assert_no_leftovers(&bundle);
+}
