@@ -1,38 +1,13 @@
-//! Foreground `run` of a container with `process.terminal`: runvm is the console socket
-//! itself, receives the pty master from init and copies between it and its own stdio, with the
+//! Foreground `run`/`exec` with a terminal: runvm is the console socket itself; once it has
+//! the pty master (`process::console::receive_master`) it copies between it and its own stdio, with the
 //! host terminal in raw mode and its window size passed on.
 
-use std::io::{IoSliceMut, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixStream;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
-
-/// Receives the pty master init sends over the console socket.
-pub fn receive_master(sock: &UnixStream) -> Result<OwnedFd> {
-    let mut buf = [0u8; 64];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::empty(),
-    )
-    .context("receiving the pty master")?;
-    for cmsg in msg.cmsgs().context("reading the pty master message")? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            if let Some(fd) = fds.first() {
-                // SAFETY: SCM_RIGHTS just installed this descriptor in our table; we own it.
-                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-            }
-        }
-    }
-    bail!("container init sent no pty master")
-}
 
 /// Puts stdin's terminal in raw mode until dropped.
 pub struct RawMode {

@@ -54,7 +54,9 @@ pub fn exec(store: &Store, args: ExecArgs) -> Result<u8> {
         return Ok(0);
     }
     let master = match &proxy {
-        Some((ours, _)) => Some(std::fs::File::from(console_proxy::receive_master(ours)?)),
+        Some((ours, _)) => Some(std::fs::File::from(
+            runvm_runtime::process::console::receive_master(ours)?,
+        )),
         None => None,
     };
     foreground::wait_for_exit(&launched, &mask, master)

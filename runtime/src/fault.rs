@@ -5,18 +5,9 @@
 //! when unset is one environment lookup per point. Killing itself is all it can do, so an
 //! unprivileged user setting it gains nothing.
 
-/// Points of `create`, in the order they are reached.
-pub const CREATE_POINTS: [&str; 4] = [
-    "create:after-state-dir",
-    "create:after-cgroup",
-    "create:after-clone",
-    "create:after-ready",
-];
-
-/// Points of `start` and `delete`.
-pub const START_POINTS: [&str; 1] = ["start:after-release"];
-pub const DELETE_POINTS: [&str; 2] = ["delete:after-kill", "delete:after-cgroup"];
-
+/// The points: create:after-state-dir, create:after-cgroup, create:after-clone,
+/// create:after-ready, start:after-release, delete:after-kill, delete:after-cgroup
+/// (tests/tests/faults.rs kills runvm at each).
 pub fn point(name: &str) {
     if std::env::var_os("RUNVM_FAULT_POINT").is_some_and(|p| p == name) {
         // SAFETY: raising SIGKILL on ourselves; nothing runs after it.

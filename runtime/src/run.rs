@@ -46,7 +46,7 @@ pub fn run(store: &Store, opts: &CreateOptions, detach: bool, keep: bool) -> Res
     opts.console_stream = None;
     let master = match &proxy {
         Some(sock) => {
-            let master = File::from(console_proxy::receive_master(sock)?);
+            let master = File::from(runvm_runtime::process::console::receive_master(sock)?);
             // Before start: the program may ask for its window size as soon as it runs.
             console_proxy::copy_window_size(&master);
             Some(master)

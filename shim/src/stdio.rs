@@ -139,7 +139,7 @@ impl Prepared {
                 shim_end,
             } => {
                 drop(worker_end);
-                let master = receive_master(&shim_end)?;
+                let master = runvm_runtime::process::console::receive_master(&shim_end)?;
                 let master = Arc::new(File::from(master));
                 spawn_console_copy(&master, paths)?;
                 Ok(Held {
@@ -149,34 +149,6 @@ impl Prepared {
             }
         }
     }
-}
-
-fn receive_master(sock: &UnixStream) -> std::io::Result<OwnedFd> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::io::IoSliceMut;
-    use std::os::fd::FromRawFd;
-    let mut buf = [0u8; 64];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
-    )
-    .map_err(|e| std::io::Error::other(format!("receiving the pty master: {e}")))?;
-    for cmsg in msg
-        .cmsgs()
-        .map_err(|e| std::io::Error::other(format!("pty master message: {e}")))?
-    {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            if let Some(fd) = fds.first() {
-                // SAFETY: SCM_RIGHTS just installed this descriptor in our table; we own it.
-                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-            }
-        }
-    }
-    Err(std::io::Error::other("container init sent no pty master"))
 }
 
 /// stdin FIFO -> master and master -> stdout FIFO, each in its own thread. The output copy

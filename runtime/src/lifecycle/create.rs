@@ -130,10 +130,12 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, Error> {
         undo.host_rootfs = Some(bundle.rootfs.clone());
     }
 
+    let start_time = std::cell::Cell::new(0);
     let record_init = |pid: i32| -> Result<(), String> {
         let mut spawned = state.clone();
         spawned.pid = pid;
         spawned.pid_start_time = proc_start_time(pid).map_or(0, |(start, _)| start);
+        start_time.set(spawned.pid_start_time);
         dir.save(&spawned).map_err(|e| e.to_string())?;
         fault::point("create:after-clone");
         Ok(())
@@ -155,7 +157,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, Error> {
 
     state.status = Status::Created;
     state.pid = init.pid;
-    state.pid_start_time = proc_start_time(init.pid).map_or(0, |(start, _)| start);
+    state.pid_start_time = start_time.get();
     let recorded = dir
         .save(&state)
         .map_err(Error::from)

@@ -119,18 +119,10 @@ pub fn exec(
         return Err(Error::Setup(format!("container {} stopped", state.id)));
     }
 
-    let console = match (&opts.console_stream, &opts.console_socket) {
-        (Some(stream), _) => Some(
-            stream
-                .try_clone()
-                .map_err(|e| Error::Setup(format!("console stream: {e}")))?,
-        ),
-        (None, Some(p)) => Some(
-            UnixStream::connect(p)
-                .map_err(|e| Error::Setup(format!("--console-socket {}: {e}", p.display())))?,
-        ),
-        (None, None) => None,
-    };
+    let console = crate::process::console::endpoint(
+        opts.console_stream.as_deref(),
+        opts.console_socket.as_deref(),
+    )?;
     let (cli_chan, child_chan) =
         channel::pair().map_err(|e| Error::Setup(format!("socketpair: {e}")))?;
     // setns of a pid namespace only moves the caller's future children: join it for this one

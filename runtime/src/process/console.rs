@@ -9,6 +9,58 @@ use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use oci_spec::runtime::Box as ConsoleSize;
 
+/// The console socket a container process sends its pty master to: an already connected
+/// stream (foreground run/exec, the shim) or a path to connect to (--console-socket).
+pub fn endpoint(
+    stream: Option<&std::os::unix::net::UnixStream>,
+    path: Option<&std::path::Path>,
+) -> Result<Option<std::os::unix::net::UnixStream>, String> {
+    match (stream, path) {
+        (Some(stream), _) => stream
+            .try_clone()
+            .map(Some)
+            .map_err(|e| format!("console stream: {e}")),
+        (None, Some(p)) => std::os::unix::net::UnixStream::connect(p)
+            .map(Some)
+            .map_err(|e| format!("--console-socket {}: {e}", p.display())),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Receives the pty master a container process sent over its console socket. The master is
+/// queued before `create` or `exec` returns, so this never waits: a missing one is an error.
+pub fn receive_master(
+    sock: &std::os::unix::net::UnixStream,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned};
+    use std::io::IoSliceMut;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut buf = [0u8; 64];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
+    )
+    .map_err(|e| std::io::Error::other(format!("receiving the pty master: {e}")))?;
+    for cmsg in msg
+        .cmsgs()
+        .map_err(|e| std::io::Error::other(format!("pty master message: {e}")))?
+    {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            if let Some(fd) = fds.first() {
+                // SAFETY: SCM_RIGHTS just installed this descriptor in our table; we own it.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    Err(std::io::Error::other(
+        "the container process sent no pty master",
+    ))
+}
+
 pub fn setup(console_socket: RawFd, size: Option<ConsoleSize>) -> Result<(), String> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .map_err(|e| format!("process.terminal: open /dev/ptmx: {e}"))?;

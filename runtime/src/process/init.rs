@@ -58,10 +58,7 @@ pub struct InitPlan<'a> {
 
 /// Runs init to the end. Never returns: execs the user's program or exits.
 pub fn run(mut plan: InitPlan, chan: Channel) -> ! {
-    let err = match setup(&mut plan, &chan) {
-        Ok(()) => unreachable_exec(&plan),
-        Err(e) => e,
-    };
+    let Err(err) = setup(&mut plan, &chan);
     // Before Ready the cli reports the error; after it, `start` reads init.err.
     if chan.send(&Msg::Error(err.clone())).is_err() {
         // SAFETY: a write of our own buffer to the error file descriptor the cli opened for us.
@@ -72,11 +69,8 @@ pub fn run(mut plan: InitPlan, chan: Channel) -> ! {
     unsafe { libc::_exit(1) }
 }
 
-fn unreachable_exec(plan: &InitPlan) -> String {
-    format!("init for {} ended without exec", plan.id)
-}
-
-fn setup(plan: &mut InitPlan, chan: &Channel) -> Result<(), String> {
+/// Returns only on failure: success ends in execve (or `_exit(127)` when execve fails).
+fn setup(plan: &mut InitPlan, chan: &Channel) -> Result<std::convert::Infallible, String> {
     for fd in &plan.close_fds {
         // SAFETY: closing a descriptor inherited from the cli that init must not hold.
         unsafe { libc::close(*fd) };

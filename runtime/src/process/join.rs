@@ -33,10 +33,7 @@ pub struct JoinPlan<'a> {
 }
 
 pub fn run(mut plan: JoinPlan, chan: Channel) -> ! {
-    let err = match setup(&mut plan, &chan) {
-        Ok(()) => "exec returned".to_string(),
-        Err(e) => e,
-    };
+    let Err(err) = setup(&mut plan, &chan);
     if chan.send(&Msg::Error(err.clone())).is_err() {
         eprintln!("runvm exec: {err}");
     }
@@ -44,7 +41,8 @@ pub fn run(mut plan: JoinPlan, chan: Channel) -> ! {
     unsafe { libc::_exit(1) }
 }
 
-fn setup(plan: &mut JoinPlan, chan: &Channel) -> Result<(), String> {
+/// Returns only on failure: success ends in execve.
+fn setup(plan: &mut JoinPlan, chan: &Channel) -> Result<std::convert::Infallible, String> {
     for fd in &plan.close_fds {
         // SAFETY: closing a descriptor inherited from the cli that this child must not hold.
         unsafe { libc::close(*fd) };

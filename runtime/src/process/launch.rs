@@ -117,17 +117,7 @@ pub fn launch(req: &LaunchRequest) -> Result<Launched, String> {
     let error_path = req.dir.path().join("init.err");
     let error_file =
         std::fs::File::create(&error_path).map_err(|e| format!("{}: {e}", error_path.display()))?;
-    let console = match (req.console_stream, req.console_socket) {
-        (Some(stream), _) => Some(
-            stream
-                .try_clone()
-                .map_err(|e| format!("console stream: {e}"))?,
-        ),
-        (None, Some(p)) => Some(
-            UnixStream::connect(p).map_err(|e| format!("--console-socket {}: {e}", p.display()))?,
-        ),
-        (None, None) => None,
-    };
+    let console = super::console::endpoint(req.console_stream, req.console_socket)?;
     let (cli_chan, init_chan) = channel::pair().map_err(|e| format!("socketpair: {e}"))?;
     if let Some(path) = &ns.pid_join {
         // Only affects children: the cli itself stays where it is.

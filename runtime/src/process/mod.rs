@@ -4,7 +4,7 @@
 
 pub mod channel;
 mod clone;
-mod console;
+pub mod console;
 pub mod credentials;
 pub mod exec;
 pub mod init;
