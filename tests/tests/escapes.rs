@@ -43,10 +43,20 @@ fn runtime_binary_cannot_be_written_through_init_exe() {
             "sealed copy accepted a write"
         );
     } else {
-        let err = OpenOptions::new()
-            .write(true)
-            .open(&reopen)
-            .expect_err("init's binary could be opened for writing after init exited");
+        // While another test's runvm runs the same binary the kernel answers ETXTBSY before it
+        // gets to the read-only mount: wait (bounded) for those to finish.
+        let mut tries = 0;
+        let err = loop {
+            let err = OpenOptions::new()
+                .write(true)
+                .open(&reopen)
+                .expect_err("init's binary could be opened for writing after init exited");
+            tries += 1;
+            if err.raw_os_error() != Some(libc::ETXTBSY) || tries == 100 {
+                break err;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
         assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
     }
     rt.assert_no_leftovers(&bundle);
