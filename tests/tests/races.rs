@@ -93,3 +93,47 @@ fn kill_and_delete_racing_end_with_the_container_gone() {
     assert_success(&rt.delete_force(bundle.id()), "delete --force");
     rt.assert_no_leftovers(&bundle);
 }
+
+#[test]
+fn concurrent_creates_under_a_new_shared_parent_cgroup_both_succeed() {
+    // Each create makes the missing parent or finds it being made by the other; with cgroup v1
+    // cpuset, a parent found before its maker filled cpuset.cpus used to leave the leaf empty
+    // and adding the container's process then failed with ENOSPC.
+    if !require_root() {
+        return;
+    }
+    const ROUNDS: usize = 25;
+    const PER_ROUND: usize = 4;
+    let rt = Runtime::new();
+    for round in 0..ROUNDS {
+        let parent = format!("/{}", unique_id("runvm-race-parent"));
+        let mut bundles: Vec<BusyboxBundle> =
+            (0..PER_ROUND).map(|_| BusyboxBundle::new()).collect();
+        for b in bundles.iter_mut() {
+            let leaf = format!("{parent}/{}", b.id());
+            b.config_mut()["linux"]["cgroupsPath"] = leaf.into();
+            b.set_args(&["true"]);
+        }
+        thread::scope(|s| {
+            for b in &bundles {
+                let rt = &rt;
+                s.spawn(move || {
+                    let out = rt.create(b, &[]);
+                    assert_success(&out, &format!("round {round}: create {}", b.id()));
+                });
+            }
+        });
+        for b in &bundles {
+            assert_success(&rt.delete_force(b.id()), "delete --force");
+            let leaf = format!("{parent}/{}", b.id());
+            for dir in cgroup_dirs(&leaf) {
+                assert!(!dir.exists(), "{} left behind", dir.display());
+            }
+        }
+        // Whichever create made the shared parent may have found the other's leaf still in it
+        // at delete time; the parent is then left, as runc leaves it. Clean it for the next run.
+        for dir in cgroup_dirs(&parent) {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}

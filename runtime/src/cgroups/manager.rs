@@ -262,13 +262,13 @@ impl CgroupManager {
             .unwrap_or_else(|| leaves.clone());
         let mut first_error = None;
         for dir in targets.iter().rev() {
-            match tree::remove_dir(dir) {
-                Ok(()) => {}
-                // Shared parents (e.g. /runvm) still holding other containers are not ours alone.
-                Err(_) if !leaves.contains(dir) => {}
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
+            // Shared parents (e.g. /runvm) still holding other containers are not ours alone.
+            if !leaves.contains(dir) {
+                tree::remove_shared_parent(dir);
+                continue;
+            }
+            if let Err(e) = tree::remove_dir(dir) {
+                first_error.get_or_insert(e);
             }
         }
         match first_error {

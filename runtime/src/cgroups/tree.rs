@@ -9,18 +9,31 @@ use super::error::CgroupError;
 use super::fsio;
 
 /// Creates every missing level of `mount/rel`; returns the directories it created, top first.
+/// A shared parent (e.g. `runvm/`) can vanish between our mkdirs when the container that made it
+/// is deleted at that moment; the walk then starts again from the top.
 pub(crate) fn create_levels(mount: &Path, rel: &Path) -> Result<Vec<PathBuf>, CgroupError> {
+    const ATTEMPTS: u32 = 5;
     let mut created = Vec::new();
-    let mut dir = mount.to_path_buf();
-    for part in rel.components() {
-        dir.push(part);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => created.push(dir.clone()),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(source) => return Err(CgroupError::Create { path: dir, source }),
+    'walk: for attempt in 1..=ATTEMPTS {
+        let mut dir = mount.to_path_buf();
+        for part in rel.components() {
+            dir.push(part);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => created.push(dir.clone()),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == ErrorKind::NotFound && attempt < ATTEMPTS => continue 'walk,
+                Err(source) => return Err(CgroupError::Create { path: dir, source }),
+            }
         }
+        break;
     }
     Ok(created)
+}
+
+/// Removes a parent cgroup directory that other containers may share: one attempt, no waiting.
+/// EBUSY or ENOTEMPTY means it still holds someone's cgroup, which is theirs to clean.
+pub(crate) fn remove_shared_parent(dir: &Path) {
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// Removes a cgroup directory. A missing directory is fine. The kernel answers EBUSY for a

@@ -10,8 +10,10 @@ use super::tree;
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Creates `mount/rel`. In the cpuset hierarchy a new cgroup starts with empty cpuset.cpus and
-/// cpuset.mems, which makes adding tasks fail with ENOSPC, so each level we create inherits its
-/// parent's values.
+/// cpuset.mems, which makes adding tasks fail with ENOSPC, so every level of `rel` whose values
+/// are still empty inherits its parent's, top down. Not only the levels this call created: a
+/// concurrent create may have made a shared parent (e.g. `runvm-clients/`) and not yet filled it,
+/// and copying its empty values would leave our leaf unable to hold tasks.
 pub(crate) fn create(
     mount: &Path,
     rel: &Path,
@@ -19,11 +21,25 @@ pub(crate) fn create(
 ) -> Result<Vec<PathBuf>, CgroupError> {
     let created = tree::create_levels(mount, rel)?;
     if is_cpuset {
-        for dir in &created {
-            inherit_cpuset(dir, dir.parent().unwrap_or(mount))?;
+        if let Err(e) = fill_empty_cpusets(mount, rel) {
+            for dir in created.iter().rev() {
+                let _ = tree::remove_dir(dir);
+            }
+            return Err(e);
         }
     }
     Ok(created)
+}
+
+/// Walks `mount/rel` from the top and gives each level with empty cpuset values its parent's.
+fn fill_empty_cpusets(mount: &Path, rel: &Path) -> Result<(), CgroupError> {
+    let mut parent = mount.to_path_buf();
+    for component in rel.components() {
+        let dir = parent.join(component);
+        inherit_cpuset(&dir, &parent)?;
+        parent = dir;
+    }
+    Ok(())
 }
 
 /// Copies cpuset.cpus / cpuset.mems from `parent` into `dir` where `dir`'s are empty.
@@ -100,6 +116,36 @@ mod tests {
             std::fs::read_to_string(child.join("cpuset.mems")).unwrap(),
             "1\n"
         );
+    }
+
+    #[test]
+    fn a_parent_made_by_someone_else_and_still_empty_is_filled_before_the_leaf() {
+        // What a concurrent create leaves for a moment: the shared parent exists, unfilled.
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("cpuset.cpus"), "0-1\n").unwrap();
+        std::fs::write(root.path().join("cpuset.mems"), "0\n").unwrap();
+        let shared = root.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::write(shared.join("cpuset.cpus"), "\n").unwrap();
+        std::fs::write(shared.join("cpuset.mems"), "\n").unwrap();
+        // A plain directory gets no cpuset files from mkdir; give the leaf empty ones as the
+        // kernel would, by creating it first through create() and writing them afterwards.
+        let created = create(root.path(), Path::new("shared/leaf"), false).unwrap();
+        assert_eq!(created, [shared.join("leaf")]);
+        let leaf = shared.join("leaf");
+        std::fs::write(leaf.join("cpuset.cpus"), "\n").unwrap();
+        std::fs::write(leaf.join("cpuset.mems"), "\n").unwrap();
+        fill_empty_cpusets(root.path(), Path::new("shared/leaf")).unwrap();
+        for dir in [&shared, &leaf] {
+            assert_eq!(
+                std::fs::read_to_string(dir.join("cpuset.cpus")).unwrap(),
+                "0-1"
+            );
+            assert_eq!(
+                std::fs::read_to_string(dir.join("cpuset.mems")).unwrap(),
+                "0"
+            );
+        }
     }
 
     #[test]
