@@ -14,6 +14,7 @@
 pub mod arch;
 pub mod builder;
 pub mod devices;
+pub mod dma;
 pub mod error;
 pub mod exit;
 pub mod guest;

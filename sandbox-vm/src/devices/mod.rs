@@ -3,5 +3,6 @@
 pub mod acpi_sleep;
 pub mod bus;
 pub mod legacy;
+pub mod virtio;
 
 pub use bus::{PioBus, PioDevice};
