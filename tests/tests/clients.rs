@@ -80,26 +80,128 @@ fn exec_stdout(client: &Client, tool: &str, name: &str, script: &str) -> String 
     stdout_of(&out)
 }
 
-// ---------------------------------------------------------------- podman (conmon)
+// ---------------------------------------------------------------- podman and docker alike
 
-/// Starts a detached podman container running [`TERM_EXITS_0`]; returns its full id.
-fn podman_detached(client: &Client, name: &str) -> String {
-    let out = client.run(
-        "podman",
-        &[
-            "run",
-            "--detach",
-            "--name",
-            name,
-            IMAGE,
-            "sh",
-            "-c",
-            TERM_EXITS_0,
-        ],
-    );
-    assert_success(&out, "podman run --detach");
+/// `run` flags a client needs to pick runvm: docker names the runtime (and gets no bridge
+/// network here); podman's runtime comes from the containers.conf setup.sh wrote.
+fn runtime_flags(tool: &str) -> &'static [&'static str] {
+    match tool {
+        "docker" => &["--runtime", "runvm", "--network", "none"],
+        _ => &[],
+    }
+}
+
+/// Starts a detached container running [`TERM_EXITS_0`] with `tool`; returns its full id.
+fn detached(client: &Client, tool: &str, name: &str) -> String {
+    let mut args = vec!["run", "--detach"];
+    args.extend(runtime_flags(tool));
+    args.extend(["--name", name, IMAGE, "sh", "-c", TERM_EXITS_0]);
+    let out = client.run(tool, &args);
+    assert_success(&out, &format!("{tool} run --detach"));
     stdout_of(&out).trim().to_string()
 }
+
+fn podman_detached(client: &Client, name: &str) -> String {
+    detached(client, "podman", name)
+}
+
+fn docker_detached(client: &Client, name: &str) -> String {
+    detached(client, "docker", name)
+}
+
+/// exec passes output and exit code through, then [`exec_tty_stop_rm`].
+fn detached_exec_stop_rm(tool: &'static str) {
+    let Some(client) = Client::ready(tool) else {
+        return;
+    };
+    let argv = client.argv_log();
+    let name = unique_id(&format!("{tool}-life"));
+    let _guard = cleanup(&client, tool, &name);
+    let id = detached(&client, tool, &name);
+
+    let out = client.run(tool, &["exec", &name, "sh", "-c", "echo in exec; exit 5"]);
+    assert_exit(&out, 5, &format!("{tool} exec sh -c 'exit 5'"));
+    assert_eq!(stdout_of(&out).trim(), "in exec");
+    exec_tty_stop_rm(&client, tool, &name);
+
+    for command in ["create", "start", "exec", "kill", "delete"] {
+        argv.assert_called(&id, command);
+    }
+}
+
+#[test]
+fn podman_detached_exec_stop_rm() {
+    detached_exec_stop_rm("podman");
+}
+
+#[test]
+fn docker_detached_exec_stop_rm() {
+    detached_exec_stop_rm("docker");
+}
+
+/// `stats` reads runvm's `events --stats` (the container's cgroup) and sees its processes.
+fn stats_reads_the_container_cgroup(tool: &'static str) {
+    let Some(client) = Client::ready(tool) else {
+        return;
+    };
+    let _argv = client.argv_log();
+    let name = unique_id(&format!("{tool}-stats"));
+    let _guard = cleanup(&client, tool, &name);
+    detached(&client, tool, &name);
+    let out = client.run(
+        tool,
+        &["stats", "--no-stream", "--format", "{{.PIDs}}", &name],
+    );
+    assert_success(&out, &format!("{tool} stats"));
+    let pids: u64 = stdout_of(&out).trim().parse().unwrap_or(0);
+    assert!(pids >= 1, "stats shows no processes: {:?}", stdout_of(&out));
+}
+
+#[test]
+fn podman_stats_reads_the_container_cgroup() {
+    stats_reads_the_container_cgroup("podman");
+}
+
+#[test]
+fn docker_stats_reads_the_container_cgroup() {
+    stats_reads_the_container_cgroup("docker");
+}
+
+/// `update --memory` reaches the running container's memory cgroup through `runvm update`.
+fn update_memory(tool: &'static str) {
+    let Some(client) = Client::ready(tool) else {
+        return;
+    };
+    let argv = client.argv_log();
+    let name = unique_id(&format!("{tool}-update"));
+    let _guard = cleanup(&client, tool, &name);
+    let id = detached(&client, tool, &name);
+    let out = client.run(
+        tool,
+        &["update", "--memory", "128m", "--memory-swap", "256m", &name],
+    );
+    assert_success(&out, &format!("{tool} update --memory 128m"));
+    let limit = exec_stdout(
+        &client,
+        tool,
+        &name,
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+    );
+    assert_eq!(limit.trim(), "134217728");
+    argv.assert_called(&id, "update");
+}
+
+#[test]
+fn podman_update_memory() {
+    update_memory("podman");
+}
+
+#[test]
+fn docker_update_memory() {
+    update_memory("docker");
+}
+
+// ---------------------------------------------------------------- podman (conmon)
 
 #[test]
 fn podman_run_rm_propagates_output_and_exit_code() {
@@ -155,33 +257,6 @@ fn exec_tty_stop_rm(client: &Client, cli: &str, name: &str) {
     let code = client.run(cli, &["inspect", "--format", "{{.State.ExitCode}}", name]);
     assert_eq!(stdout_of(&code).trim(), "0", "exit code after SIGTERM trap");
     assert_success(&client.run(cli, &["rm", name]), &format!("{cli} rm"));
-}
-
-#[test]
-fn podman_detached_exec_stop_rm() {
-    let Some(client) = Client::ready("podman") else {
-        return;
-    };
-    let argv = client.argv_log();
-    let name = unique_id("podman-life");
-    let _guard = cleanup(&client, "podman", &name);
-    let id = podman_detached(&client, &name);
-
-    let out = client.run(
-        "podman",
-        &["exec", &name, "sh", "-c", "echo in $HOSTNAME; exit 4"],
-    );
-    assert_exit(&out, 4, "podman exec sh -c 'exit 4'");
-    assert!(
-        stdout_of(&out).starts_with("in "),
-        "exec output: {:?}",
-        stdout_of(&out)
-    );
-    exec_tty_stop_rm(&client, "podman", &name);
-
-    for command in ["create", "start", "exec", "kill", "delete"] {
-        argv.assert_called(&id, command);
-    }
 }
 
 #[test]
@@ -442,24 +517,6 @@ fn podman_cap_drop_all_leaves_no_capabilities() {
 }
 
 #[test]
-fn podman_stats_reads_the_container_cgroup() {
-    let Some(client) = Client::ready("podman") else {
-        return;
-    };
-    let _argv = client.argv_log();
-    let name = unique_id("podman-stats");
-    let _guard = cleanup(&client, "podman", &name);
-    podman_detached(&client, &name);
-    let out = client.run(
-        "podman",
-        &["stats", "--no-stream", "--format", "{{.PIDs}}", &name],
-    );
-    assert_success(&out, "podman stats");
-    let pids: u64 = stdout_of(&out).trim().parse().unwrap_or(0);
-    assert!(pids >= 1, "stats shows no processes: {:?}", stdout_of(&out));
-}
-
-#[test]
 fn podman_pause_unpause() {
     let Some(client) = Client::ready("podman") else {
         return;
@@ -485,27 +542,6 @@ fn podman_pause_unpause() {
     );
     argv.assert_called(&id, "pause");
     argv.assert_called(&id, "resume");
-}
-
-#[test]
-fn podman_update_memory() {
-    let Some(client) = Client::ready("podman") else {
-        return;
-    };
-    let argv = client.argv_log();
-    let name = unique_id("podman-update");
-    let _guard = cleanup(&client, "podman", &name);
-    let id = podman_detached(&client, &name);
-    let out = client.run("podman", &["update", "--memory", "128m", &name]);
-    assert_success(&out, "podman update --memory 128m");
-    let limit = exec_stdout(
-        &client,
-        "podman",
-        &name,
-        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
-    );
-    assert_eq!(limit.trim(), "134217728");
-    argv.assert_called(&id, "update");
 }
 
 // ---------------------------------------------------------------- containerd (ctr + runc shim)
@@ -695,29 +731,6 @@ fn ctr_pause_resume_ps() {
 
 // ---------------------------------------------------------------- docker (dockerd -> containerd)
 
-/// Starts a detached docker container running [`TERM_EXITS_0`] with runvm; returns its id.
-fn docker_detached(client: &Client, name: &str) -> String {
-    let out = client.run(
-        "docker",
-        &[
-            "run",
-            "--detach",
-            "--runtime",
-            "runvm",
-            "--network",
-            "none",
-            "--name",
-            name,
-            IMAGE,
-            "sh",
-            "-c",
-            TERM_EXITS_0,
-        ],
-    );
-    assert_success(&out, "docker run --detach --runtime runvm");
-    stdout_of(&out).trim().to_string()
-}
-
 #[test]
 fn docker_run_rm_propagates_output_and_exit_code() {
     let Some(client) = Client::ready("docker") else {
@@ -756,47 +769,6 @@ fn docker_run_rm_propagates_output_and_exit_code() {
 }
 
 #[test]
-fn docker_detached_exec_stop_rm() {
-    let Some(client) = Client::ready("docker") else {
-        return;
-    };
-    let argv = client.argv_log();
-    let name = unique_id("docker-life");
-    let _guard = cleanup(&client, "docker", &name);
-    let id = docker_detached(&client, &name);
-
-    let out = client.run(
-        "docker",
-        &["exec", &name, "sh", "-c", "echo in exec; exit 5"],
-    );
-    assert_exit(&out, 5, "docker exec sh -c 'exit 5'");
-    assert_eq!(stdout_of(&out).trim(), "in exec");
-    exec_tty_stop_rm(&client, "docker", &name);
-
-    for command in ["create", "start", "exec", "kill", "delete"] {
-        argv.assert_called(&id, command);
-    }
-}
-
-#[test]
-fn docker_stats_reads_the_container_cgroup() {
-    let Some(client) = Client::ready("docker") else {
-        return;
-    };
-    let _argv = client.argv_log();
-    let name = unique_id("docker-stats");
-    let _guard = cleanup(&client, "docker", &name);
-    docker_detached(&client, &name);
-    let out = client.run(
-        "docker",
-        &["stats", "--no-stream", "--format", "{{.PIDs}}", &name],
-    );
-    assert_success(&out, "docker stats");
-    let pids: u64 = stdout_of(&out).trim().parse().unwrap_or(0);
-    assert!(pids >= 1, "stats shows no processes: {:?}", stdout_of(&out));
-}
-
-#[test]
 fn docker_pause_unpause_top() {
     let Some(client) = Client::ready("docker") else {
         return;
@@ -828,30 +800,6 @@ fn docker_pause_unpause_top() {
     for command in ["ps", "pause", "resume"] {
         argv.assert_called(&id, command);
     }
-}
-
-#[test]
-fn docker_update_memory() {
-    let Some(client) = Client::ready("docker") else {
-        return;
-    };
-    let argv = client.argv_log();
-    let name = unique_id("docker-update");
-    let _guard = cleanup(&client, "docker", &name);
-    let id = docker_detached(&client, &name);
-    let out = client.run(
-        "docker",
-        &["update", "--memory", "128m", "--memory-swap", "256m", &name],
-    );
-    assert_success(&out, "docker update --memory 128m");
-    let limit = exec_stdout(
-        &client,
-        "docker",
-        &name,
-        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
-    );
-    assert_eq!(limit.trim(), "134217728");
-    argv.assert_called(&id, "update");
 }
 
 #[test]
