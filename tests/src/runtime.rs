@@ -185,6 +185,14 @@ impl Runtime {
         }
     }
 
+    /// Waits (10 s at most) until the bundle's container has stopped, deletes it and asserts
+    /// that nothing of it is left: the common end of a lifecycle test.
+    pub fn delete_once_stopped(&self, bundle: &BusyboxBundle) {
+        self.wait_for_status(bundle.id(), "stopped", Duration::from_secs(10));
+        assert_success(&self.delete(bundle.id()), "delete once stopped");
+        self.assert_no_leftovers(bundle);
+    }
+
     /// [`assert_no_leftovers`] for a bundle's id, cgroup and path under this root.
     pub fn assert_no_leftovers(&self, bundle: &BusyboxBundle) {
         assert_no_leftovers(

@@ -149,9 +149,7 @@ fn delete_of_stopped_container_without_force() {
     let id = bundle.id().to_string();
     rt.create_ok(&bundle);
     assert_success(&rt.start(&id), "start");
-    rt.wait_for_status(&id, "stopped", WAIT);
-    assert_success(&rt.delete(&id), "delete of stopped container");
-    rt.assert_no_leftovers(&bundle);
+    rt.delete_once_stopped(&bundle);
 }
 
 #[test]
@@ -217,9 +215,7 @@ fn kill_sigterm_reaches_a_trapping_init() {
     rt.create_ok(&bundle);
     assert_success(&rt.start(&id), "start");
     assert_success(&rt.kill(&id, "SIGTERM"), "kill SIGTERM");
-    rt.wait_for_status(&id, "stopped", WAIT);
-    assert_success(&rt.delete(&id), "delete");
-    rt.assert_no_leftovers(&bundle);
+    rt.delete_once_stopped(&bundle);
 }
 
 #[test]
@@ -241,9 +237,7 @@ fn run_detach_returns_while_container_runs() {
     assert_eq!(state["status"], "running", "{state}");
     assert!(proc_exists(pid_of(&state)));
     assert_success(&rt.kill(&id, "KILL"), "kill");
-    rt.wait_for_status(&id, "stopped", WAIT);
-    assert_success(&rt.delete(&id), "delete");
-    rt.assert_no_leftovers(&bundle);
+    rt.delete_once_stopped(&bundle);
 }
 
 #[test]

@@ -123,9 +123,7 @@ fn delete_refuses_created_and_running_containers() {
         );
 
         assert_success(&rt.kill(&id, "KILL"), "kill KILL");
-        rt.wait_for_status(&id, "stopped", WAIT);
-        assert_success(&rt.delete(&id), "delete once stopped");
-        rt.assert_no_leftovers(&bundle);
+        rt.delete_once_stopped(&bundle);
     }
 }
 
@@ -255,9 +253,7 @@ fn kill_works_only_on_created_or_running_containers() {
     rt.create_ok(&bundle);
     assert_success(&rt.start(&id), "start");
     assert_success(&rt.kill(&id, "KILL"), "kill of a running container");
-    rt.wait_for_status(&id, "stopped", WAIT);
-    assert_success(&rt.delete(&id), "delete");
-    rt.assert_no_leftovers(&bundle);
+    rt.delete_once_stopped(&bundle);
 }
 
 #[test]
@@ -310,9 +306,7 @@ fn pid_file_holds_the_state_pid_without_newline() {
     assert_eq!(text.parse::<i64>().ok(), Some(pid_of(&rt.state(&id))));
 
     assert_success(&rt.start(&id), "start");
-    rt.wait_for_status(&id, "stopped", WAIT);
-    assert_success(&rt.delete(&id), "delete");
-    rt.assert_no_leftovers(&bundle);
+    rt.delete_once_stopped(&bundle);
 }
 
 /// What each hook kind read on stdin, parsed.
@@ -552,9 +546,7 @@ fn missing_program_fails_after_start_not_at_create() {
     let id = bundle.id().to_string();
     rt.create_ok(&bundle);
     assert_success(&rt.start(&id), "start of a missing program");
-    rt.wait_for_status(&id, "stopped", WAIT);
-    assert_success(&rt.delete(&id), "delete");
-    rt.assert_no_leftovers(&bundle);
+    rt.delete_once_stopped(&bundle);
 }
 
 #[test]
