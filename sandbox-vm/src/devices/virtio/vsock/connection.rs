@@ -118,13 +118,7 @@ impl Connection {
         conn
     }
 
-    fn new(
-        stream: UnixStream,
-        token: u64,
-        local_port: u32,
-        peer_port: u32,
-        from: &Header,
-    ) -> Self {
+    fn new(stream: UnixStream, token: u64, local_port: u32, peer_port: u32, from: &Header) -> Self {
         Connection {
             stream,
             token,

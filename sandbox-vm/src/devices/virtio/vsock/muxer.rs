@@ -271,8 +271,7 @@ impl Muxer {
                 // backlog for a later turn.
                 Err(_) => return,
             };
-            if self.clients.len() >= MAX_PENDING_CLIENTS || stream.set_nonblocking(true).is_err()
-            {
+            if self.clients.len() >= MAX_PENDING_CLIENTS || stream.set_nonblocking(true).is_err() {
                 continue; // Dropping the stream closes it: the client sees EOF.
             }
             let token = self.new_token();

@@ -85,7 +85,7 @@ impl Header {
         }
     }
 
-    pub fn to_bytes(&self) -> [u8; HEADER_SIZE] {
+    pub fn to_bytes(self) -> [u8; HEADER_SIZE] {
         let mut bytes = [0u8; HEADER_SIZE];
         bytes[0..8].copy_from_slice(&self.src_cid.to_le_bytes());
         bytes[8..16].copy_from_slice(&self.dst_cid.to_le_bytes());

@@ -163,7 +163,10 @@ impl<'a> Guest<'a> {
     fn alloc(&mut self, len: u64) -> u64 {
         let at = self.next_buffer;
         self.next_buffer += len.next_multiple_of(64);
-        assert!(self.next_buffer < RAM_SIZE as u64, "test ran out of buffers");
+        assert!(
+            self.next_buffer < RAM_SIZE as u64,
+            "test ran out of buffers"
+        );
         at
     }
 
@@ -173,7 +176,9 @@ impl<'a> Guest<'a> {
         for _ in 0..count {
             let len = HEADER_SIZE as u64 + 4096;
             let at = self.alloc(len);
-            let head = self.rx.publish(&[(at, len as u32, VRING_DESC_F_WRITE as u16)]);
+            let head = self
+                .rx
+                .publish(&[(at, len as u32, VRING_DESC_F_WRITE as u16)]);
             self.rx_buffers.insert(head, at);
         }
         self.device.queue_notify(RX_QUEUE);
@@ -196,10 +201,8 @@ impl<'a> Guest<'a> {
             self.memory
                 .write_slice(payload, GuestAddress(data))
                 .expect("in RAM");
-            self.tx.publish(&[
-                (at, HEADER_SIZE as u32, 0),
-                (data, payload.len() as u32, 0),
-            ]);
+            self.tx
+                .publish(&[(at, HEADER_SIZE as u32, 0), (data, payload.len() as u32, 0)]);
         }
         self.device.queue_notify(TX_QUEUE);
     }
@@ -224,7 +227,10 @@ impl<'a> Guest<'a> {
         let deadline = Instant::now() + wait;
         loop {
             if let Some((head, len)) = self.rx.take_used() {
-                let at = self.rx_buffers.remove(&head).expect("a buffer the guest gave");
+                let at = self
+                    .rx_buffers
+                    .remove(&head)
+                    .expect("a buffer the guest gave");
                 assert!(len as usize >= HEADER_SIZE, "rx packet of {len} bytes");
                 let mut raw = [0u8; HEADER_SIZE];
                 self.memory
@@ -295,7 +301,12 @@ fn temp_dir() -> tempfile::TempDir {
 
 /// A host client connects to guest port `guest_port`; the guest accepts with a window of
 /// `buf_alloc`. Returns the client and the host port the device chose.
-fn host_connect(guest: &mut Guest<'_>, uds: &Path, guest_port: u32, buf_alloc: u32) -> (UnixStream, u32) {
+fn host_connect(
+    guest: &mut Guest<'_>,
+    uds: &Path,
+    guest_port: u32,
+    buf_alloc: u32,
+) -> (UnixStream, u32) {
     let mut client = UnixStream::connect(uds).expect("connect to the device's socket");
     client.set_read_timeout(Some(WAIT)).expect("timeout");
     client
@@ -417,7 +428,9 @@ fn host_reads_stop_at_the_guest_credit() {
 
     // The window is full: no more data, and nothing was read from the socket beyond it.
     let deadline = Instant::now() + Duration::from_millis(300);
-    while let Some((header, _)) = guest.recv_within(deadline.saturating_duration_since(Instant::now())) {
+    while let Some((header, _)) =
+        guest.recv_within(deadline.saturating_duration_since(Instant::now()))
+    {
         assert_ne!(header.op, op::RW, "data beyond the guest's credit");
         if Instant::now() >= deadline {
             break;

@@ -58,12 +58,10 @@ impl Worker {
             kick,
             stop,
         });
-        let thread = std::thread::Builder::new()
-            .name("vsock".into())
-            .spawn({
-                let shared = shared.clone();
-                move || run(&shared)
-            })?;
+        let thread = std::thread::Builder::new().name("vsock".into()).spawn({
+            let shared = shared.clone();
+            move || run(&shared)
+        })?;
         Ok(Worker {
             shared,
             thread: Some(thread),
