@@ -66,8 +66,10 @@ pub struct Connection {
     pub deadline: Option<Instant>,
     /// The epoll events `stream` is registered for; `None` when not registered at all.
     pub interest: Option<u32>,
-    /// Guest bytes the host socket has not taken yet (bounded by `HOST_BUF_ALLOC` through credit).
+    /// Bytes the host socket has not taken yet: `preamble` device-made bytes (the `OK` line)
+    /// then guest data (bounded by `HOST_BUF_ALLOC` through credit).
     to_host: VecDeque<u8>,
+    preamble: usize,
     /// Host bytes waiting for rx buffers (bounded by the guest's credit and `TO_GUEST_CAP`).
     to_guest: VecDeque<u8>,
     peer_buf_alloc: u32,
@@ -129,6 +131,7 @@ impl Connection {
             deadline: None,
             interest: None,
             to_host: VecDeque::new(),
+            preamble: 0,
             to_guest: VecDeque::new(),
             peer_buf_alloc: 0,
             peer_fwd_cnt: 0,
@@ -183,8 +186,10 @@ impl Connection {
         self.deadline = None;
         self.update_peer_credit(response);
         let line = format!("OK {}\n", self.local_port);
-        // The line is not guest data: it does not count against the guest's credit.
+        // The line is not guest data: it counts neither against the guest's credit nor in the
+        // forwarded count the guest's credit is computed from.
         self.to_host.extend(line.as_bytes());
+        self.preamble += line.len();
         self.flush_to_host()
     }
 
@@ -218,7 +223,8 @@ impl Connection {
         if self.state != State::Established || self.peer_shutdown & shutdown::SEND != 0 {
             return Verdict::Reset;
         }
-        let room = (HOST_BUF_ALLOC as usize).saturating_sub(self.to_host.len());
+        let guest_bytes = self.to_host.len() - self.preamble;
+        let room = (HOST_BUF_ALLOC as usize).saturating_sub(guest_bytes);
         if payload.len() > room {
             // The guest sent beyond the credit it was given.
             return Verdict::Reset;
@@ -235,7 +241,10 @@ impl Connection {
             match send(self.stream.as_raw_fd(), front, MsgFlags::MSG_NOSIGNAL) {
                 Ok(written) => {
                     self.to_host.drain(..written);
-                    self.fwd_cnt = self.fwd_cnt.wrapping_add(written as u32);
+                    let preamble_written = written.min(self.preamble);
+                    self.preamble -= preamble_written;
+                    let forwarded = (written - preamble_written) as u32;
+                    self.fwd_cnt = self.fwd_cnt.wrapping_add(forwarded);
                 }
                 Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => break,
                 Err(_) => return Verdict::Reset,

@@ -354,6 +354,12 @@ fn host_connect_reaches_the_guest_and_relays_both_ways() {
     let mut echoed = [0u8; 20];
     client.read_exact(&mut echoed).expect("relayed bytes");
     assert_eq!(&echoed, b"hello from the guest");
+    // The device's forwarded count is exactly the guest's bytes (the OK line is not counted).
+    guest.send(from_guest(1234, host_port, op::CREDIT_REQUEST), &[]);
+    let (credit, _) = guest.recv_within(WAIT).expect("a credit update");
+    assert_eq!(credit.op, op::CREDIT_UPDATE, "{credit:?}");
+    assert_eq!(credit.fwd_cnt, 20);
+    assert_eq!(credit.buf_alloc, super::connection::HOST_BUF_ALLOC);
 
     assert!(guest.interrupt.signalled(RX_QUEUE));
     assert!(guest.interrupt.signalled(TX_QUEUE));
@@ -456,6 +462,31 @@ fn host_reads_stop_at_the_guest_credit() {
 }
 
 #[test]
+fn a_guest_sending_beyond_its_credit_is_reset() {
+    let dir = temp_dir();
+    let uds = socket_path(dir.path());
+    // The host end accepts but never reads, so the device has to hold what the guest sends.
+    let port_listener = UnixListener::bind(dir.path().join("vsock.sock_6000")).expect("bind");
+    let memory = ram();
+    let mut guest = Guest::start(&memory, Vsock::new(GUEST_CID, &uds).expect("device"), 8);
+    guest.send(from_guest(700, 6000, op::REQUEST), &[]);
+    let (response, _) = guest.recv();
+    assert_eq!(response.op, op::RESPONSE, "{response:?}");
+    let (_host, _) = port_listener.accept().expect("accept");
+
+    // 2 MiB, far beyond the 256 KiB window plus what the socket itself buffers.
+    let chunk = vec![0x5a_u8; 64 * 1024];
+    for _ in 0..32 {
+        guest.send(from_guest(700, 6000, op::RW), &chunk);
+    }
+    let (reset, _) = guest.recv();
+    assert_eq!(reset.op, op::RST, "{reset:?}");
+    assert_eq!((reset.src_port, reset.dst_port), (6000, 700));
+    let worker = guest.device.worker().expect("active");
+    assert!(worker.muxer().connection(6000, 700).is_none());
+}
+
+#[test]
 fn malformed_packets_are_survived() {
     let dir = temp_dir();
     let uds = socket_path(dir.path());
@@ -524,6 +555,45 @@ fn malformed_packets_are_survived() {
     assert_eq!(&relayed, b"still here");
     client.write_all(b"and here").expect("write");
     assert_eq!(guest.recv_stream(8), b"and here");
+}
+
+#[test]
+fn a_guest_that_never_answers_gets_rst_and_the_client_is_closed() {
+    let dir = temp_dir();
+    let uds = socket_path(dir.path());
+    let memory = ram();
+    let mut guest = Guest::start(&memory, Vsock::new(GUEST_CID, &uds).expect("device"), 8);
+    let mut client = UnixStream::connect(&uds).expect("connect");
+    client.set_read_timeout(Some(WAIT)).expect("timeout");
+    client.write_all(b"CONNECT 44\n").expect("CONNECT");
+    let (request, _) = guest.recv();
+    assert_eq!(request.op, op::REQUEST, "{request:?}");
+
+    // No RESPONSE: after the handshake timeout the request is withdrawn.
+    let (withdrawn, _) = guest.recv();
+    assert_eq!(withdrawn.op, op::RST, "{withdrawn:?}");
+    assert_eq!(
+        (withdrawn.src_port, withdrawn.dst_port),
+        (request.src_port, 44)
+    );
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).expect("EOF");
+    assert!(rest.is_empty(), "no OK line: {rest:?}");
+
+    // A client that never finishes its line is closed too; one that sends garbage at once.
+    let mut silent = UnixStream::connect(&uds).expect("connect");
+    silent.set_read_timeout(Some(WAIT)).expect("timeout");
+    silent.write_all(b"CONNE").expect("partial line");
+    let mut garbage = UnixStream::connect(&uds).expect("connect");
+    garbage.set_read_timeout(Some(WAIT)).expect("timeout");
+    garbage.write_all(b"HELLO 1\n").expect("bad line");
+    for client in [&mut garbage, &mut silent] {
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).expect("EOF");
+        assert!(rest.is_empty());
+    }
+    // Neither reached the guest.
+    assert!(guest.recv_within(Duration::from_millis(100)).is_none());
 }
 
 #[test]
