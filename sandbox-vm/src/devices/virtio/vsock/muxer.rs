@@ -34,6 +34,8 @@ const MAX_PENDING_RSTS: usize = 1024;
 const MAX_ACCEPTS_PER_EVENT: usize = 16;
 /// How long the guest has to answer a REQUEST, a SHUTDOWN, and a client to send its line.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the listener rests after accept(2) failed for lack of resources.
+const LISTENER_PAUSE: Duration = Duration::from_millis(100);
 /// First host port handed to host-initiated connections (high, away from guest-chosen ports).
 const FIRST_LOCAL_PORT: u32 = 1 << 30;
 
@@ -82,6 +84,9 @@ pub struct Muxer {
     last_served: ConnKey,
     /// The tx queue had more chains than one turn may take.
     pub tx_backlog: bool,
+    /// accept(2) failed for lack of resources (EMFILE...): the listener is out of epoll until
+    /// then, since a listener that stays readable would spin the worker.
+    listener_paused_until: Option<Instant>,
 }
 
 impl Muxer {
@@ -106,25 +111,28 @@ impl Muxer {
             next_local_port: FIRST_LOCAL_PORT,
             last_served: (0, 0),
             tx_backlog: false,
+            listener_paused_until: None,
         }
     }
 
     /// One bounded turn: guest packets, timeouts, rx buffers, then the epoll interests that
     /// follow from the new state.
     pub fn service(&mut self) {
+        self.resume_listener();
         self.process_tx();
         self.expire(Instant::now());
         self.fill_rx();
         self.update_interests();
     }
 
-    /// Milliseconds until the next deadline (for epoll_wait), `None` when nothing waits.
+    /// Time until the next deadline (for epoll_wait), `None` when nothing waits.
     pub fn next_timeout(&self) -> Option<Duration> {
         let now = Instant::now();
         self.conns
             .values()
             .filter_map(|conn| conn.deadline)
             .chain(self.clients.values().map(|client| client.deadline))
+            .chain(self.listener_paused_until)
             .min()
             .map(|deadline| deadline.saturating_duration_since(now))
     }
@@ -267,9 +275,19 @@ impl Muxer {
             let stream = match self.listener.accept() {
                 Ok((stream, _)) => stream,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                // WouldBlock: all taken. Other errors (EMFILE...) leave the client in the
-                // backlog for a later turn.
-                Err(_) => return,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                // EMFILE and the like: the client waits in the backlog for a later turn.
+                Err(_) => {
+                    let paused = self.epoll.ctl(
+                        ControlOperation::Delete,
+                        self.listener.as_raw_fd(),
+                        EpollEvent::default(),
+                    );
+                    if paused.is_ok() {
+                        self.listener_paused_until = Some(Instant::now() + LISTENER_PAUSE);
+                    }
+                    return;
+                }
             };
             if self.clients.len() >= MAX_PENDING_CLIENTS || stream.set_nonblocking(true).is_err() {
                 continue; // Dropping the stream closes it: the client sees EOF.
@@ -343,6 +361,22 @@ impl Muxer {
         conn.interest = Some(EventSet::IN.bits());
         self.tokens.insert(token, Slot::Conn(key));
         self.conns.insert(key, conn);
+    }
+
+    fn resume_listener(&mut self) {
+        if self
+            .listener_paused_until
+            .is_some_and(|until| until <= Instant::now())
+        {
+            let resumed = self.epoll.ctl(
+                ControlOperation::Add,
+                self.listener.as_raw_fd(),
+                EpollEvent::new(EventSet::IN, LISTENER_TOKEN),
+            );
+            if resumed.is_ok() {
+                self.listener_paused_until = None;
+            }
+        }
     }
 
     fn new_local_port(&mut self) -> u32 {
