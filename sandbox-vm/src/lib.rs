@@ -13,6 +13,7 @@
 
 pub mod arch;
 pub mod builder;
+pub mod confine;
 pub mod devices;
 pub mod dma;
 pub mod error;
@@ -24,5 +25,6 @@ pub mod vstate;
 
 pub use builder::{CpuMode, GuestImage, IrqchipMode, RunningVm, Vm, VmConfig, VmStopper};
 pub use devices::legacy::serial::SharedBuffer;
+pub use confine::{Confinement, Isolation, Namespace, SeccompMode, ThreadKind};
 pub use error::VmError;
 pub use exit::{BuildStep, ExitReason, VmOutcome};
