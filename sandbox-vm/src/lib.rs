@@ -25,6 +25,6 @@ pub mod vstate;
 
 pub use builder::{CpuMode, GuestImage, IrqchipMode, RunningVm, Vm, VmConfig, VmStopper};
 pub use devices::legacy::serial::SharedBuffer;
-pub use confine::{Confinement, Isolation, Namespace, SeccompMode, ThreadKind};
+pub use confine::{CgroupPlacement, Confinement, Isolation, Namespace, SeccompMode, ThreadKind};
 pub use error::VmError;
 pub use exit::{BuildStep, ExitReason, VmOutcome};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use runvm_sandbox_vm::confine::{ConfinedMonitor, ThreadFilter};
 use runvm_sandbox_vm::{
-    guest, Confinement, ExitReason, GuestImage, Isolation, Namespace, SeccompMode, SharedBuffer,
+    guest, CgroupPlacement, Confinement, ExitReason, GuestImage, Isolation, Namespace, SeccompMode, SharedBuffer,
     ThreadKind, Vm, VmConfig,
 };
 
@@ -37,6 +37,30 @@ fn run_child(name: &str, env: &[(&str, &str)]) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
+}
+
+/// Every hierarchy but memory: the test process's memory cgroup belongs to whatever runs
+/// the tests, and the tests do not move out of it.
+const TEST_HIERARCHIES: [&str; 6] = ["cpu", "cpuset", "pids", "freezer", "name=systemd", "cgroup2"];
+
+fn test_cgroup(path: &str) -> CgroupPlacement {
+    CgroupPlacement {
+        path: path.into(),
+        hierarchies: TEST_HIERARCHIES.iter().map(|h| h.to_string()).collect(),
+    }
+}
+
+/// The /proc/self/cgroup lines of the hierarchies the tests use.
+fn test_hierarchy_lines(membership: &str) -> Vec<&str> {
+    membership
+        .lines()
+        .filter(|l| {
+            let controllers = l.split(':').nth(1).unwrap_or_default();
+            TEST_HIERARCHIES.iter().any(|h| {
+                (*h == "cgroup2" && controllers.is_empty()) || controllers.split(',').any(|c| c == *h)
+            })
+        })
+        .collect()
 }
 
 fn is_root() -> bool {
@@ -189,7 +213,7 @@ fn strictest(jail: &Path, cgroup: &str) -> Confinement {
     };
     if is_root() {
         policy.isolation = Some(Isolation {
-            cgroup: Some(cgroup.into()),
+            cgroup: Some(test_cgroup(cgroup)),
             namespaces: vec![
                 Namespace::Mount,
                 Namespace::Ipc,
@@ -341,7 +365,7 @@ fn isolation_gives_new_namespaces_and_an_own_cgroup_that_is_removed() {
             drop_privileges: false,
             filter_starting_thread: false,
             isolation: Some(Isolation {
-                cgroup: Some(cgroup.clone().into()),
+                cgroup: Some(test_cgroup(&cgroup)),
                 namespaces: vec![
                     Namespace::Mount,
                     Namespace::Ipc,
@@ -357,7 +381,9 @@ fn isolation_gives_new_namespaces_and_an_own_cgroup_that_is_removed() {
             assert_ne!(b, a, "namespace unchanged");
         }
         let membership = std::fs::read_to_string("/proc/self/cgroup").expect("cgroup file");
-        for line in membership.lines() {
+        let lines = test_hierarchy_lines(&membership);
+        assert_eq!(lines.len(), TEST_HIERARCHIES.len(), "{membership}");
+        for line in lines {
             assert!(line.ends_with(&format!("/{cgroup}")), "{line}");
         }
         drop(confined);

@@ -1,16 +1,28 @@
 //! The monitor's own cgroup: `path` (relative, given by the caller) created in every cgroup
-//! hierarchy this process is in (v1 controllers, named v1 hierarchies, the v2 tree: pure v1,
-//! pure v2 and hybrid hosts alike). The monitor moves its whole process there; dropping the
-//! membership moves it back and removes only the directories this membership created.
+//! hierarchy this process is in, or in the ones the caller names (v1 controllers, named v1
+//! hierarchies, the v2 tree: pure v1, pure v2 and hybrid hosts alike). The monitor moves its
+//! whole process there; dropping the membership moves it back and removes only the
+//! directories this membership created.
 //!
-//! Everything needed to leave is opened while joining, so leaving works from inside a jail
-//! and under the main thread's seccomp filter (write + unlinkat on open directory fds).
+//! Leaving is done by a small helper process forked while joining: it stays in the original
+//! cgroups with the original privileges, outside any jail, and once the monitor closes its
+//! end of a pipe (on drop, or when the monitor dies, even killed by its seccomp filter) it
+//! moves the monitor back (if still alive) and removes the directories. The monitor could
+//! do neither itself: without CAP_DAC_OVERRIDE a directory right under a read-only
+//! hierarchy root cannot be removed, and without CAP_SYS_NICE moving a process that still
+//! has a privileged thread into another cpuset is refused.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
-use nix::unistd::{unlinkat, UnlinkatFlags};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, pipe2, ForkResult, Pid};
+use serde::Serialize;
 
 use super::ConfineError;
 
@@ -23,49 +35,68 @@ struct Hierarchy {
     current: PathBuf,
     /// cgroup v1 cpuset: a new cgroup has no CPUs or memory nodes until given some.
     is_v1_cpuset: bool,
+    /// As in /proc/self/cgroup: `cpu,cpuacct`, `name=systemd`, empty for v2.
+    controllers: String,
 }
 
-/// A created directory, removable through its parent's fd.
-struct Created {
-    parent: File,
-    name: PathBuf,
-    path: PathBuf,
+/// Where the monitor's cgroup goes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct CgroupPlacement {
+    /// Relative to each hierarchy's root, e.g. `runvm/vm-1`.
+    pub path: PathBuf,
+    /// The hierarchies to use, by any controller they carry (`cpu`, `pids`), a v1 name
+    /// (`name=systemd`) or `cgroup2` for the v2 tree; empty: every hierarchy of the process.
+    pub hierarchies: Vec<String>,
 }
 
 /// The process's membership in its own cgroup; dropping it leaves and cleans up.
 pub struct CgroupMembership {
     /// Per hierarchy: the original cgroup's cgroup.procs (to go back to).
-    return_to: Vec<(PathBuf, File)>,
+    return_to: Vec<PathBuf>,
     /// Deepest last, in creation order.
-    created: Vec<Created>,
+    created: Vec<PathBuf>,
+    /// Closing it tells the remover to remove `created`.
+    remover: Option<(Pid, OwnedFd)>,
 }
 
 impl CgroupMembership {
-    /// Creates `path` in every hierarchy of this process and moves the process there.
-    pub fn join(path: &Path) -> Result<CgroupMembership, ConfineError> {
+    /// Creates the placement's path in its hierarchies and moves the process there.
+    pub fn join(placement: &CgroupPlacement) -> Result<CgroupMembership, ConfineError> {
+        let path = placement.path.as_path();
         check_relative(path)?;
         let mountinfo = read("/proc/self/mountinfo")?;
         let membership = read("/proc/self/cgroup")?;
-        let hierarchies = hierarchies(&mountinfo, &membership);
+        let hierarchies: Vec<Hierarchy> = hierarchies(&mountinfo, &membership)
+            .into_iter()
+            .filter(|h| placement.hierarchies.is_empty() || h.is_named_in(&placement.hierarchies))
+            .collect();
         if hierarchies.is_empty() {
             return Err(ConfineError::Cgroup {
-                path: PathBuf::from("/proc/self/cgroup"),
-                detail: "this process is in no mounted cgroup hierarchy".into(),
+                path: path.to_path_buf(),
+                detail: format!(
+                    "no mounted cgroup hierarchy of this process matches {:?}",
+                    placement.hierarchies
+                ),
             });
         }
         let mut joined = CgroupMembership {
             return_to: Vec::new(),
             created: Vec::new(),
+            remover: None,
         };
         // On an error `joined` drops: the process goes back and created dirs are removed.
+        let mut targets = Vec::with_capacity(hierarchies.len());
         for hierarchy in &hierarchies {
             let original = hierarchy
                 .mount
                 .join(&hierarchy.current)
                 .join("cgroup.procs");
-            let back = open_for_write(&original)?;
-            joined.return_to.push((original, back));
-            let target = joined.create_levels(hierarchy, path)?;
+            joined.return_to.push(original);
+            targets.push(joined.create_levels(hierarchy, path)?);
+        }
+        // Before moving: the remover must stay in the original cgroups.
+        joined.remover = Some(spawn_remover(&joined.return_to, &joined.created)?);
+        for target in targets {
             move_process(&target.join("cgroup.procs"))?;
         }
         Ok(joined)
@@ -86,12 +117,7 @@ impl CgroupMembership {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(cgroup_io(&dir, e)),
             }
-            let parent_fd = File::open(&parent).map_err(|e| cgroup_io(&parent, e))?;
-            self.created.push(Created {
-                parent: parent_fd,
-                name: PathBuf::from(part.as_os_str()),
-                path: dir.clone(),
-            });
+            self.created.push(dir.clone());
             if hierarchy.is_v1_cpuset {
                 for file in ["cpuset.cpus", "cpuset.mems"] {
                     let value = read(parent.join(file))?;
@@ -104,21 +130,113 @@ impl CgroupMembership {
 
     /// The directories this membership created (for tests and logs).
     pub fn created_dirs(&self) -> impl Iterator<Item = &Path> {
-        self.created.iter().map(|c| c.path.as_path())
+        self.created.iter().map(PathBuf::as_path)
     }
 }
 
 impl Drop for CgroupMembership {
     fn drop(&mut self) {
-        let pid = std::process::id().to_string();
-        for (_, procs) in &mut self.return_to {
-            // Best effort: a failed move back leaves the rmdir below failing (EBUSY), and
-            // the directory then stays for the caller to remove.
-            let _ = procs.write_all(pid.as_bytes());
+        if let Some((helper, signal)) = self.remover.take() {
+            drop(signal);
+            let _ = waitpid(helper, None);
+        } else {
+            // Failed before the remover started: nothing moved yet, privileges intact.
+            for dir in self.created.iter().rev() {
+                let _ = std::fs::remove_dir(dir);
+            }
         }
-        for created in self.created.iter().rev() {
-            let _ = unlinkat(&created.parent, &created.name, UnlinkatFlags::RemoveDir);
+    }
+}
+
+/// Forks the process that moves this one back to `return_to` (cgroup.procs files) and
+/// removes `dirs` (deepest last) once the returned fd is closed.
+/// Hand-written: no crate offers a cleanup-on-parent-exit helper.
+fn spawn_remover(
+    return_to: &[PathBuf],
+    dirs: &[PathBuf],
+) -> Result<(Pid, OwnedFd), ConfineError> {
+    let failed = |what: &'static str| move |errno| ConfineError::Syscall { what, errno };
+    let c_paths = |paths: &mut dyn Iterator<Item = &PathBuf>| -> Vec<CString> {
+        paths
+            .filter_map(|p| CString::new(p.as_os_str().as_bytes()).ok())
+            .collect()
+    };
+    // Everything the child needs is prepared here: after fork it must not allocate.
+    let work = RemoverWork {
+        monitor_pid: std::process::id().to_string().into_bytes(),
+        return_to: c_paths(&mut return_to.iter()),
+        dirs: c_paths(&mut dirs.iter().rev()),
+    };
+    let (read_end, write_end) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(failed("pipe2 for the cgroup remover"))?;
+    // SAFETY: the child only calls async-signal-safe functions (close_range, read, open,
+    // write, close, rmdir, nanosleep, _exit) on data prepared before the fork.
+    match unsafe { fork() }.map_err(failed("fork of the cgroup remover"))? {
+        ForkResult::Child => remover_main(read_end.as_raw_fd(), &work),
+        ForkResult::Parent { child } => Ok((child, write_end)),
+    }
+}
+
+/// What the remover does, prepared before the fork.
+struct RemoverWork {
+    monitor_pid: Vec<u8>,
+    return_to: Vec<CString>,
+    dirs: Vec<CString>,
+}
+
+/// The remover: drops every inherited fd but the pipe (the VM's fds must not outlive the
+/// monitor), waits for EOF, moves the monitor back, removes the directories, retrying while
+/// the monitor's last threads are still leaving them.
+fn remover_main(pipe: RawFd, work: &RemoverWork) -> ! {
+    let pipe = pipe as libc::c_uint;
+    // SAFETY: plain syscalls on integers and on CStrings that live until _exit.
+    unsafe {
+        if pipe > 0 {
+            libc::syscall(libc::SYS_close_range, 0u32, pipe - 1, 0u32);
         }
+        libc::syscall(libc::SYS_close_range, pipe + 1, u32::MAX, 0u32);
+        let mut byte = 0u8;
+        while libc::read(pipe as RawFd, (&mut byte as *mut u8).cast(), 1) != 0 {
+            if *libc::__errno_location() != libc::EINTR {
+                break;
+            }
+        }
+        for procs in &work.return_to {
+            // Fails with ESRCH when the monitor is already gone: then nothing to move.
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd >= 0 {
+                let pid = &work.monitor_pid;
+                libc::write(fd, pid.as_ptr().cast(), pid.len());
+                libc::close(fd);
+            }
+        }
+        for path in &work.dirs {
+            for _ in 0..200 {
+                if libc::rmdir(path.as_ptr()) == 0 || *libc::__errno_location() != libc::EBUSY {
+                    break;
+                }
+                let pause = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 5_000_000,
+                };
+                libc::nanosleep(&pause, std::ptr::null_mut());
+            }
+        }
+        libc::_exit(0)
+    }
+}
+
+impl Hierarchy {
+    /// Whether `names` lists one of this hierarchy's controllers, its v1 name, or
+    /// `cgroup2` for the v2 tree.
+    fn is_named_in(&self, names: &[String]) -> bool {
+        names.iter().any(|n| {
+            if n == "cgroup2" {
+                self.controllers.is_empty()
+            } else {
+                self.controllers.split(',').any(|c| c == n)
+            }
+        })
     }
 }
 
@@ -164,6 +282,7 @@ fn hierarchies(mountinfo: &str, membership: &str) -> Vec<Hierarchy> {
                 mount: mount.clone(),
                 current,
                 is_v1_cpuset: controllers.split(',').any(|c| c == "cpuset"),
+                controllers: controllers.to_string(),
             })
         })
         .collect()

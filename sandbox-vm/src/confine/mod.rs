@@ -22,7 +22,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::exit::{ExitReason, ExitSignal};
-use cgroup::CgroupMembership;
+pub use cgroup::{CgroupMembership, CgroupPlacement};
 pub use isolation::Namespace;
 pub use seccomp::{SeccompMode, ThreadKind};
 
@@ -57,9 +57,8 @@ impl Confinement {
 /// Where the monitor moves before its threads start (needs root).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Isolation {
-    /// A cgroup path relative to each hierarchy's root (e.g. `runvm/vm-1`), created in every
-    /// hierarchy the process is in, joined, and removed when the VM ends.
-    pub cgroup: Option<PathBuf>,
+    /// The monitor's own cgroup: created, joined, and removed when the VM ends.
+    pub cgroup: Option<CgroupPlacement>,
     /// New namespaces for the monitor.
     pub namespaces: Vec<Namespace>,
     /// A directory that becomes the monitor's root (pivot_root); needs [`Namespace::Mount`].
@@ -146,7 +145,7 @@ impl ConfinedMonitor {
             }
             cgroup = isolation
                 .cgroup
-                .as_deref()
+                .as_ref()
                 .map(CgroupMembership::join)
                 .transpose()?;
             isolation::unshare_namespaces(&isolation.namespaces)?;

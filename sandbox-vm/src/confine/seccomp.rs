@@ -202,8 +202,8 @@ const UNIX_SOCKETS: &[Allowed] = &[
 ];
 
 /// The waiter kicks vCPUs out of KVM_RUN (only with the kick signal), sleeps between kicks,
-/// closes the VM's fds, measures resident guest memory, leaves and removes its cgroup
-/// (through directory fds opened before the filter) and exits the process.
+/// closes the VM's fds, measures resident guest memory, leaves its cgroup (through
+/// cgroup.procs files opened before the filter), reaps the cgroup remover and exits.
 const STOP_AND_CLEAN_UP: &[Allowed] = &[
     ArgIn {
         nr: libc::SYS_tgkill,
@@ -213,11 +213,7 @@ const STOP_AND_CLEAN_UP: &[Allowed] = &[
     Call(libc::SYS_clock_nanosleep),
     Call(libc::SYS_nanosleep),
     Call(libc::SYS_mincore),
-    ArgIn {
-        nr: libc::SYS_unlinkat,
-        arg: 2,
-        values: || vec![libc::AT_REMOVEDIR as u64],
-    },
+    Call(libc::SYS_wait4),
     Call(libc::SYS_exit_group),
 ];
 
