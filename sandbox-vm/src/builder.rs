@@ -22,6 +22,7 @@ use crate::arch::x86_64::acpi::{self, ACPI_SLEEP_PORT};
 pub use crate::arch::x86_64::cpuid::CpuidPolicy;
 use crate::arch::x86_64::layout::{CODE_END, CODE_START};
 use crate::arch::x86_64::{mptable, regs};
+use crate::confine::{self, ConfinedMonitor, Confinement};
 use crate::devices::acpi_sleep::AcpiSleep;
 use crate::devices::legacy::debug_exit::DebugExit;
 use crate::devices::legacy::i8042::I8042;
@@ -29,7 +30,6 @@ use crate::devices::legacy::serial::SerialConsole;
 use crate::devices::legacy::{
     DEBUG_EXIT_PORT, I8042_PORT, I8042_PORT_LEN, SERIAL_IRQ, SERIAL_PORT, SERIAL_PORT_LEN,
 };
-use crate::confine::{self, ConfinedMonitor, Confinement};
 use crate::devices::PioBus;
 use crate::error::VmError;
 use crate::exit::{BuildStep, ExitReason, ExitSignal, VmOutcome};

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use runvm_sandbox_vm::confine::{ConfinedMonitor, ThreadFilter};
 use runvm_sandbox_vm::{
-    guest, CgroupPlacement, Confinement, ExitReason, GuestImage, Isolation, Namespace, SeccompMode, SharedBuffer,
-    ThreadKind, Vm, VmConfig,
+    guest, CgroupPlacement, Confinement, ExitReason, GuestImage, Isolation, Namespace, SeccompMode,
+    SharedBuffer, ThreadKind, Vm, VmConfig,
 };
 
 const CHILD_ENV: &str = "RUNVM_CONFINE_TEST_CHILD";
@@ -41,7 +41,14 @@ fn run_child(name: &str, env: &[(&str, &str)]) -> Output {
 
 /// Every hierarchy but memory: the test process's memory cgroup belongs to whatever runs
 /// the tests, and the tests do not move out of it.
-const TEST_HIERARCHIES: [&str; 6] = ["cpu", "cpuset", "pids", "freezer", "name=systemd", "cgroup2"];
+const TEST_HIERARCHIES: [&str; 6] = [
+    "cpu",
+    "cpuset",
+    "pids",
+    "freezer",
+    "name=systemd",
+    "cgroup2",
+];
 
 fn test_cgroup(path: &str) -> CgroupPlacement {
     CgroupPlacement {
@@ -57,7 +64,8 @@ fn test_hierarchy_lines(membership: &str) -> Vec<&str> {
         .filter(|l| {
             let controllers = l.split(':').nth(1).unwrap_or_default();
             TEST_HIERARCHIES.iter().any(|h| {
-                (*h == "cgroup2" && controllers.is_empty()) || controllers.split(',').any(|c| c == *h)
+                (*h == "cgroup2" && controllers.is_empty())
+                    || controllers.split(',').any(|c| c == *h)
             })
         })
         .collect()
@@ -119,7 +127,12 @@ fn a_vcpu_thread_opening_a_socket_kills_the_monitor_with_sigsys() {
         return;
     }
     let output = run_child(name, &[]);
-    assert_eq!(output.status.signal(), Some(libc::SIGSYS), "{:?}", output.status);
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGSYS),
+        "{:?}",
+        output.status
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("alive under the vCPU filter"));
     assert!(!stdout.contains("not refused"));
@@ -136,7 +149,12 @@ fn a_vcpu_thread_may_not_exec() {
         return;
     }
     let output = run_child(name, &[]);
-    assert_eq!(output.status.signal(), Some(libc::SIGSYS), "{:?}", output.status);
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGSYS),
+        "{:?}",
+        output.status
+    );
 }
 
 #[test]
@@ -158,7 +176,12 @@ fn a_vcpu_thread_may_issue_kvm_run_but_no_other_ioctl() {
         return;
     }
     let output = run_child(name, &[]);
-    assert_eq!(output.status.signal(), Some(libc::SIGSYS), "{:?}", output.status);
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGSYS),
+        "{:?}",
+        output.status
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("KVM_RUN allowed"), "{stdout}");
     assert!(!stdout.contains("not refused"));
@@ -197,7 +220,12 @@ fn a_device_worker_may_use_unix_sockets_but_not_inet_ones() {
         return;
     }
     let output = run_child(name, &[]);
-    assert_eq!(output.status.signal(), Some(libc::SIGSYS), "{:?}", output.status);
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGSYS),
+        "{:?}",
+        output.status
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("unix socket pair: true"), "{stdout}");
 }
@@ -267,7 +295,11 @@ fn confined_tiny_guests_end_with_their_status() {
     let jail_path = jail.path().to_string_lossy().into_owned();
     // Report mode first: it lists every refused call instead of dying on the first.
     for mode in ["report", "kill"] {
-        let env = [("JAIL", jail_path.as_str()), ("CGROUP", &cgroup), ("MODE", mode)];
+        let env = [
+            ("JAIL", jail_path.as_str()),
+            ("CGROUP", &cgroup),
+            ("MODE", mode),
+        ];
         let output = run_child(name, &env);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!stderr.contains("refused syscall"), "{mode}: {stderr}");
@@ -291,6 +323,8 @@ fn a_confined_vm_stopped_by_its_timeout_still_joins_and_reports() {
                 filter_starting_thread: true,
                 ..Confinement::standard()
             }),
+            // The second vCPU sits in KVM_RUN waiting for a startup IPI: kicked out too.
+            vcpus: 2,
             ..VmConfig::default()
         };
         let image = guest::spin_forever(runvm_sandbox_vm::CpuMode::LongMode, b'!');
@@ -403,7 +437,11 @@ fn isolation_gives_new_namespaces_and_an_own_cgroup_that_is_removed() {
     let top = cgroup.split('/').next().unwrap_or_default();
     for entry in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten() {
         let Ok(entry) = entry else { continue };
-        assert!(!entry.path().join(top).exists(), "{} left", entry.path().display());
+        assert!(
+            !entry.path().join(top).exists(),
+            "{} left",
+            entry.path().display()
+        );
     }
 }
 
@@ -461,4 +499,52 @@ fn a_jail_without_a_mount_namespace_is_refused_by_name() {
     };
     let err = ConfinedMonitor::enter(&policy).err().expect("refused");
     assert!(err.to_string().contains("isolation.jail"), "{err}");
+}
+
+#[test]
+fn a_monitor_killed_by_its_filter_still_loses_its_cgroup() {
+    let name = "a_monitor_killed_by_its_filter_still_loses_its_cgroup";
+    if is_child(name) {
+        let cgroup = std::env::var("CGROUP").expect("CGROUP set by the parent");
+        let policy = Confinement {
+            isolation: Some(Isolation {
+                cgroup: Some(test_cgroup(&cgroup)),
+                ..Isolation::default()
+            }),
+            ..Confinement::standard()
+        };
+        let _confined = ConfinedMonitor::enter(&policy).expect("confinement applies");
+        on_filtered_thread(ThreadKind::Vcpu, SeccompMode::Kill, || {
+            // SAFETY: socket(2) with constant arguments; the filter kills the process.
+            unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) }
+        });
+        return;
+    }
+    if !is_root() {
+        eprintln!("SKIP: not root: cannot create cgroups");
+        return;
+    }
+    let cgroup = format!("runvm-confine-crash-test-{}", std::process::id());
+    let output = run_child(name, &[("CGROUP", &cgroup)]);
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGSYS),
+        "{:?}",
+        output.status
+    );
+    // The remover outlives the monitor briefly: give it a moment.
+    let leftovers = || {
+        std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join(&cgroup))
+            .filter(|p| p.exists())
+            .collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !leftovers().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(leftovers(), Vec::<std::path::PathBuf>::new());
 }

@@ -151,10 +151,7 @@ impl Drop for CgroupMembership {
 /// Forks the process that moves this one back to `return_to` (cgroup.procs files) and
 /// removes `dirs` (deepest last) once the returned fd is closed.
 /// Hand-written: no crate offers a cleanup-on-parent-exit helper.
-fn spawn_remover(
-    return_to: &[PathBuf],
-    dirs: &[PathBuf],
-) -> Result<(Pid, OwnedFd), ConfineError> {
+fn spawn_remover(return_to: &[PathBuf], dirs: &[PathBuf]) -> Result<(Pid, OwnedFd), ConfineError> {
     let failed = |what: &'static str| move |errno| ConfineError::Syscall { what, errno };
     let c_paths = |paths: &mut dyn Iterator<Item = &PathBuf>| -> Vec<CString> {
         paths
@@ -364,6 +361,23 @@ mod tests {
                 ("/sys/fs/cgroup/unified", "u", false),
             ]
         );
+    }
+
+    #[test]
+    fn hierarchies_are_selected_by_controller_name_or_cgroup2() {
+        let membership = "4:cpu,cpuacct:/\n2:name=systemd:/\n0::/\n";
+        let found = hierarchies(MOUNTINFO, membership);
+        let picked = |names: &[&str]| -> Vec<String> {
+            let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            found
+                .iter()
+                .filter(|h| h.is_named_in(&names))
+                .map(|h| h.controllers.clone())
+                .collect()
+        };
+        assert_eq!(picked(&["cpuacct"]), ["cpu,cpuacct"]);
+        assert_eq!(picked(&["cgroup2", "name=systemd"]), ["name=systemd", ""]);
+        assert!(picked(&["memory"]).is_empty());
     }
 
     #[test]

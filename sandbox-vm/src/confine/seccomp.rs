@@ -260,12 +260,12 @@ pub fn compile(kind: ThreadKind, mode: SeccompMode) -> Result<BpfProgram, Confin
     };
     let filter = SeccompFilter::new(rules, refused, SeccompAction::Allow, TargetArch::x86_64)
         .map_err(compile_error)?;
-    filter.try_into().map_err(|e: seccompiler::BackendError| {
-        ConfineError::SeccompCompile {
+    filter.try_into().map_err(
+        |e: seccompiler::BackendError| ConfineError::SeccompCompile {
             kind,
             detail: e.to_string(),
-        }
-    })
+        },
+    )
 }
 
 fn groups_allow_unconditionally(kind: ThreadKind, nr: c_long) -> bool {
@@ -348,7 +348,12 @@ extern "C" fn on_refused_syscall(
     }
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers; for SIGSYS from
     // seccomp it fills si_syscall at this offset (see <asm-generic/siginfo.h>).
-    let nr = unsafe { info.cast::<u8>().add(SI_SYSCALL_OFFSET).cast::<i32>().read() };
+    let nr = unsafe {
+        info.cast::<u8>()
+            .add(SI_SYSCALL_OFFSET)
+            .cast::<i32>()
+            .read()
+    };
     let mut line = *b"runvm confine: refused syscall 0000000000 on thread 0000000000\n";
     write_decimal(&mut line[31..41], u64::try_from(nr).unwrap_or(0));
     // SAFETY: gettid has no arguments and cannot fail.
