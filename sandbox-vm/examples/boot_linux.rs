@@ -5,9 +5,15 @@
 //! ```text
 //! boot_linux --kernel VMLINUX [--initrd CPIO] [--cmdline TEXT] [--mem-mib N] [--vcpus N]
 //!            [--timeout-secs N] [--mark TEXT]
+//!            [--no-confine] [--seccomp-report] [--cgroup PATH] [--jail DIR]
 //! ```
 //! `--mark` reports on stderr when TEXT first appeared on the console (e.g. a line the
 //! guest's /init prints), measured from the start of the VM build.
+//! The monitor confines itself by default (per-thread seccomp filters that kill it on a
+//! call off the list, no capabilities): `--no-confine` turns that off, `--seccomp-report`
+//! names refused calls on stderr instead of killing (to find missing ones). As root,
+//! `--cgroup PATH` puts the monitor in its own cgroup and `--jail DIR` in new mount, IPC,
+//! UTS and network namespaces with DIR as its root.
 //! Static build for a minimal host: RUSTFLAGS="-C target-feature=+crt-static" cargo build
 //! --example boot_linux --target x86_64-unknown-linux-gnu
 
@@ -16,7 +22,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use runvm_sandbox_vm::{host, GuestImage, Vm, VmConfig};
+use runvm_sandbox_vm::{
+    host, CgroupPlacement, Confinement, GuestImage, Isolation, Namespace, SeccompMode, Vm, VmConfig,
+};
 
 /// `pci=off`: there is no PCI bus yet, and probing for one costs boot time.
 const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k pci=off";
@@ -29,6 +37,7 @@ struct Args {
     vcpus: u8,
     timeout: Duration,
     mark: Option<String>,
+    confinement: Option<Confinement>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -40,6 +49,12 @@ fn parse_args() -> Result<Args, String> {
         vcpus: 1,
         timeout: Duration::from_secs(60),
         mark: None,
+        // Cheap and needs nothing from the host; this process only waits for the VM, so
+        // its main thread is filtered too.
+        confinement: Some(Confinement {
+            filter_starting_thread: true,
+            ..Confinement::standard()
+        }),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -56,6 +71,26 @@ fn parse_args() -> Result<Args, String> {
             }
             "--timeout-secs" => args.timeout = Duration::from_secs(number(value()?)?),
             "--mark" => args.mark = Some(value()?),
+            "--no-confine" => args.confinement = None,
+            "--seccomp-report" => confinement(&mut args)?.seccomp = Some(SeccompMode::Report),
+            "--cgroup" => {
+                let path = PathBuf::from(value()?);
+                isolation(&mut args)?.cgroup = Some(CgroupPlacement {
+                    path,
+                    hierarchies: Vec::new(),
+                });
+            }
+            "--jail" => {
+                let jail = PathBuf::from(value()?);
+                let isolation = isolation(&mut args)?;
+                isolation.jail = Some(jail);
+                isolation.namespaces = vec![
+                    Namespace::Mount,
+                    Namespace::Ipc,
+                    Namespace::Uts,
+                    Namespace::Net,
+                ];
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -63,6 +98,18 @@ fn parse_args() -> Result<Args, String> {
         return Err("--kernel VMLINUX is required".into());
     }
     Ok(args)
+}
+
+fn confinement(args: &mut Args) -> Result<&mut Confinement, String> {
+    args.confinement
+        .as_mut()
+        .ok_or_else(|| "confinement options conflict with --no-confine".to_string())
+}
+
+fn isolation(args: &mut Args) -> Result<&mut Isolation, String> {
+    Ok(confinement(args)?
+        .isolation
+        .get_or_insert_with(Isolation::default))
 }
 
 /// Copies console bytes to stdout and notes when `mark` first shows up.
@@ -113,6 +160,7 @@ fn main() {
     let config = VmConfig {
         mem_size: args.mem_mib << 20,
         vcpus: args.vcpus,
+        confinement: args.confinement.clone(),
         ..VmConfig::default()
     };
     let image = GuestImage::Linux {

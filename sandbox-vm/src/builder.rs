@@ -22,6 +22,7 @@ use crate::arch::x86_64::acpi::{self, ACPI_SLEEP_PORT};
 pub use crate::arch::x86_64::cpuid::CpuidPolicy;
 use crate::arch::x86_64::layout::{CODE_END, CODE_START};
 use crate::arch::x86_64::{mptable, regs};
+use crate::confine::{self, ConfinedMonitor, Confinement};
 use crate::devices::acpi_sleep::AcpiSleep;
 use crate::devices::legacy::debug_exit::DebugExit;
 use crate::devices::legacy::i8042::I8042;
@@ -77,6 +78,8 @@ pub struct VmConfig {
     pub vcpus: u8,
     pub irqchip: IrqchipMode,
     pub cpuid: CpuidPolicy,
+    /// How the monitor confines itself when the VM starts (see `crate::confine`).
+    pub confinement: Option<Confinement>,
 }
 
 impl Default for VmConfig {
@@ -86,6 +89,7 @@ impl Default for VmConfig {
             vcpus: 1,
             irqchip: IrqchipMode::Auto,
             cpuid: CpuidPolicy::default(),
+            confinement: None,
         }
     }
 }
@@ -97,6 +101,7 @@ pub struct Vm {
     steps: Vec<BuildStep>,
     bus: Arc<PioBus>,
     signal: Arc<ExitSignal>,
+    confinement: Option<Confinement>,
     kvm_vm: KvmVm,
     memory: GuestMemoryMmap,
 }
@@ -151,6 +156,7 @@ impl Vm {
             vcpus,
             bus,
             signal,
+            confinement: config.confinement.clone(),
             kvm_vm,
             memory,
         })
@@ -173,6 +179,8 @@ impl Vm {
 
     /// Starts one thread per vCPU.
     pub fn start(mut self) -> Result<RunningVm, VmError> {
+        let confined = self.confinement.as_ref().map(ConfinedMonitor::enter);
+        let confined = confined.transpose()?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut running = RunningVm {
             threads: Vec::new(),
@@ -181,6 +189,7 @@ impl Vm {
             steps: std::mem::take(&mut self.steps),
             _kvm_vm: None,
             memory: None,
+            _confined: None,
         };
         for vcpu in self.vcpus.drain(..) {
             let index = vcpu.index();
@@ -189,9 +198,14 @@ impl Vm {
                 Arc::clone(&self.signal),
                 Arc::clone(&stop),
             );
+            let filter = confined.as_ref().and_then(ConfinedMonitor::vcpu_filter);
             let thread = std::thread::Builder::new()
                 .name(format!("vcpu{index}"))
-                .spawn(move || vcpu.run(bus, signal, stop))
+                .spawn(move || {
+                    if confine::enter_vcpu_thread(filter.as_ref(), index, &signal) {
+                        vcpu.run(bus, signal, stop)
+                    }
+                })
                 .map_err(|source| VmError::VcpuThread { index, source });
             match thread {
                 Ok(handle) => running.threads.push(handle),
@@ -205,6 +219,10 @@ impl Vm {
         });
         running._kvm_vm = Some(self.kvm_vm);
         running.memory = Some(self.memory);
+        if let Some(confined) = &confined {
+            confined.filter_starting_thread()?;
+        }
+        running._confined = confined;
         Ok(running)
     }
 
@@ -385,6 +403,8 @@ pub struct RunningVm {
     // Kept alive until the threads are joined (see Drop).
     _kvm_vm: Option<KvmVm>,
     memory: Option<GuestMemoryMmap>,
+    // Leaves and removes the monitor's cgroup once the threads are joined.
+    _confined: Option<ConfinedMonitor>,
 }
 
 impl RunningVm {

@@ -41,6 +41,9 @@ pub enum VmError {
     /// The vCPU kick signal handler could not be installed.
     #[error("cannot install the vCPU kick signal handler: {0}")]
     KickSignal(#[source] vmm_sys_util::errno::Error),
+    /// The monitor could not confine itself (seccomp, capabilities, cgroup, namespaces).
+    #[error("monitor confinement: {0}")]
+    Confine(#[from] crate::confine::ConfineError),
     /// The VM was already started.
     #[error("the VM was already started")]
     AlreadyStarted,

@@ -5,7 +5,9 @@
 //! loop, guest memory), `devices` the port-I/O bus and the legacy devices (16550 serial,
 //! i8042, debug-exit port), `builder` assembles a [`Vm`] from a [`VmConfig`] and a guest
 //! image. `host` tells whether this machine can run guests in hardware at all, and
-//! `guest` assembles the tiny guests the tests and the calibration run use.
+//! `guest` assembles the tiny guests the tests and the calibration run use. `confine` is
+//! how the monitor confines itself when the VM starts (per-thread seccomp filters, no
+//! capabilities, optionally its own cgroup, namespaces and jail root).
 //!
 //! The monitor runs tiny guests (real mode or 64-bit long mode) and Linux kernels (PVH
 //! entry, initramfs, ACPI and MP tables, serial console, ACPI S5 or i8042 power-off) to an
@@ -13,6 +15,7 @@
 
 pub mod arch;
 pub mod builder;
+pub mod confine;
 pub mod devices;
 pub mod dma;
 pub mod error;
@@ -23,6 +26,7 @@ pub mod linux;
 pub mod vstate;
 
 pub use builder::{CpuMode, GuestImage, IrqchipMode, RunningVm, Vm, VmConfig, VmStopper};
+pub use confine::{CgroupPlacement, Confinement, Isolation, Namespace, SeccompMode, ThreadKind};
 pub use devices::legacy::serial::SharedBuffer;
 pub use error::VmError;
 pub use exit::{BuildStep, ExitReason, VmOutcome};
