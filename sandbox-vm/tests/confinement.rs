@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use runvm_sandbox_vm::confine::workers::spawn_device_worker;
 use runvm_sandbox_vm::confine::{ConfinedMonitor, ThreadFilter};
 use runvm_sandbox_vm::{
     guest, CgroupPlacement, Confinement, ExitReason, GuestImage, Isolation, Namespace, SeccompMode,
@@ -228,6 +229,45 @@ fn a_device_worker_may_use_unix_sockets_but_not_inet_ones() {
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("unix socket pair: true"), "{stdout}");
+}
+
+#[test]
+fn a_vcpu_thread_starts_device_workers_that_run_under_the_worker_filter() {
+    // Devices start their workers on activation, on a vCPU thread: the worker must get the
+    // worker list (unix sockets work), not the vCPU list, and nothing beyond it.
+    let name = "a_vcpu_thread_starts_device_workers_that_run_under_the_worker_filter";
+    if is_child(name) {
+        let monitor = ConfinedMonitor::enter(&Confinement {
+            drop_privileges: false,
+            ..Confinement::standard()
+        })
+        .expect("confine");
+        let vcpu_filter = monitor.vcpu_filter().expect("a vCPU filter");
+        let vcpu = std::thread::spawn(move || {
+            vcpu_filter.install().expect("vCPU filter installs");
+            spawn_device_worker("test-worker", || {
+                let pair = std::os::unix::net::UnixStream::pair();
+                println!("worker unix socket pair: {}", pair.is_ok());
+                // SAFETY: socket(2) with constant arguments; the filter kills the process.
+                let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+                println!("worker inet socket returned {fd}: not refused");
+            })
+            .expect("worker starts from a vCPU thread")
+        });
+        let worker = vcpu.join().expect("vCPU thread returns");
+        let _ = worker.join();
+        return;
+    }
+    let output = run_child(name, &[]);
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGSYS),
+        "{:?}",
+        output.status
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("worker unix socket pair: true"), "{stdout}");
+    assert!(!stdout.contains("not refused"), "{stdout}");
 }
 
 // ---- a whole VM ----------------------------------------------------------------------

@@ -6,13 +6,14 @@
 //! Order, all on the thread that starts the VM and before any VM thread exists, so every
 //! thread inherits the result: compile the filters, join the cgroup, unshare namespaces,
 //! enter the jail, drop privileges. Then each vCPU thread installs its filter first thing,
-//! device workers call [`seccomp::enter_device_worker`], and the starting thread may filter
+//! device workers are started through [`workers::spawn_device_worker`], and the starting thread may filter
 //! itself last ([`Confinement::filter_starting_thread`]).
 
 pub mod cgroup;
 pub mod isolation;
 pub mod privileges;
 pub mod seccomp;
+pub mod workers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -156,6 +157,11 @@ impl ConfinedMonitor {
         if policy.drop_privileges {
             privileges::set_no_new_privs()?;
             privileges::drop_all_capabilities()?;
+        }
+        // Last, so the spawner (and every worker it starts) inherits the cgroup, the
+        // namespaces, the jail and the dropped privileges.
+        if let Some(mode) = policy.seccomp {
+            workers::start_spawner(mode)?;
         }
         Ok(ConfinedMonitor {
             vcpu,

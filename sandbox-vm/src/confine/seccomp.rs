@@ -44,6 +44,9 @@ pub enum ThreadKind {
     DeviceWorker,
     /// The thread that started the VM and waits for it: kicks and joins vCPUs, cleans up.
     Main,
+    /// Starts device workers on request (see `confine::workers`): the worker list plus
+    /// thread creation; each worker narrows itself to the worker list at once.
+    WorkerSpawner,
 }
 
 /// The syscall groups a kind's filter allows. Add a group (or a call to a group) here when
@@ -68,6 +71,17 @@ fn groups_of(kind: ThreadKind) -> &'static [&'static [Allowed]] {
             FILE_IO,
             EVENT_LOOP,
             UNIX_SOCKETS,
+        ],
+        ThreadKind::WorkerSpawner => &[
+            MEMORY,
+            LOCKS_AND_TIME,
+            THREAD_END,
+            SIGNALS,
+            CLOSE,
+            FILE_IO,
+            EVENT_LOOP,
+            UNIX_SOCKETS,
+            THREAD_START,
         ],
         ThreadKind::Main => &[
             MEMORY,
@@ -120,6 +134,30 @@ const THREAD_END: &[Allowed] = &[
     Call(libc::SYS_sigaltstack),
     Call(libc::SYS_rt_sigprocmask),
     Call(libc::SYS_exit),
+];
+
+/// Starting a thread (Rust std over glibc): clone3 (clone on older kernels), and what the
+/// new thread does before its body: robust futex list, rseq, its name, its signal stack,
+/// then installing its own (narrower) filter: no_new_privs and seccomp(2), which can only
+/// ever add restrictions.
+const THREAD_START: &[Allowed] = &[
+    Call(libc::SYS_clone3),
+    Call(libc::SYS_clone),
+    Call(libc::SYS_set_robust_list),
+    Call(libc::SYS_rseq),
+    ArgIn {
+        nr: libc::SYS_prctl,
+        arg: 0,
+        values: || {
+            vec![
+                libc::PR_SET_NAME as u64,
+                libc::PR_SET_NO_NEW_PRIVS as u64,
+                libc::PR_SET_SECCOMP as u64,
+            ]
+        },
+    },
+    Call(libc::SYS_seccomp),
+    Call(libc::SYS_sched_getaffinity),
 ];
 
 /// Returning from the kick handler (and the Report-mode SIGSYS handler).

@@ -58,7 +58,7 @@ impl Worker {
             kick,
             stop,
         });
-        let thread = std::thread::Builder::new().name("vsock".into()).spawn({
+        let thread = crate::confine::workers::spawn_device_worker("vsock", {
             let shared = shared.clone();
             move || run(&shared)
         })?;
