@@ -9,7 +9,9 @@ use runvm_sandbox_vm::devices::virtio::{device_id, VirtioDevice, VIRTIO_F_VERSIO
 use runvm_sandbox_vm::dma;
 use vm_memory::{GuestAddress, Permissions};
 
-use crate::driver::{Driver, RecordingInterrupt, Seg, MEM_SIZE, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
+use crate::driver::{
+    Driver, RecordingInterrupt, Seg, MEM_SIZE, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
+};
 
 const T_IN: u32 = 0;
 const T_OUT: u32 = 1;
@@ -86,7 +88,13 @@ impl Rig {
 
     /// A well-formed request: header, one data buffer of `len` bytes (writable unless
     /// `data_readable`), status byte.
-    fn request(&mut self, request_type: u32, sector: u64, len: u32, data_readable: bool) -> Request {
+    fn request(
+        &mut self,
+        request_type: u32,
+        sector: u64,
+        len: u32,
+        data_readable: bool,
+    ) -> Request {
         let hdr = self.header_buf(request_type, sector);
         let data = self.driver.alloc(u64::from(len));
         let status = self.driver.alloc(1);
@@ -121,7 +129,11 @@ impl Rig {
         let used_before = self.driver.used(0).len();
         let req = self.request(T_IN, 3, SECTOR as u32, false);
         self.notify();
-        assert_eq!(self.driver.used(0).len(), used_before + 1, "good request served");
+        assert_eq!(
+            self.driver.used(0).len(),
+            used_before + 1,
+            "good request served"
+        );
         assert_eq!(self.last_used(), (u32::from(req.head), SECTOR as u32 + 1));
         assert_eq!(self.status(&req), S_OK);
         let expected: Vec<u8> = (3 * SECTOR..4 * SECTOR).map(pattern).collect();
@@ -137,13 +149,26 @@ fn config_space_and_features_describe_the_image() {
     assert_eq!(device.queue_max_sizes().len(), 1);
     let features = device.offered_features();
     assert_ne!(features & VIRTIO_F_VERSION_1, 0);
-    assert_ne!(features & (1 << 5), 0, "VIRTIO_BLK_F_RO on a read-only disk");
+    assert_ne!(
+        features & (1 << 5),
+        0,
+        "VIRTIO_BLK_F_RO on a read-only disk"
+    );
     assert_ne!(features & (1 << 9), 0, "VIRTIO_BLK_F_FLUSH");
     let mut config = [0u8; 16];
     device.read_config(0, &mut config);
-    assert_eq!(u64::from_le_bytes(config[0..8].try_into().unwrap()), SECTORS);
-    assert_eq!(u32::from_le_bytes(config[8..12].try_into().unwrap()), SIZE_MAX);
-    assert_eq!(u32::from_le_bytes(config[12..16].try_into().unwrap()), SEG_MAX);
+    assert_eq!(
+        u64::from_le_bytes(config[0..8].try_into().unwrap()),
+        SECTORS
+    );
+    assert_eq!(
+        u32::from_le_bytes(config[8..12].try_into().unwrap()),
+        SIZE_MAX
+    );
+    assert_eq!(
+        u32::from_le_bytes(config[12..16].try_into().unwrap()),
+        SEG_MAX
+    );
     // Unaligned and past-the-end reads.
     let mut two = [0xaa; 2];
     device.read_config(1, &mut two);
@@ -160,7 +185,10 @@ fn reads_sectors_into_guest_buffers_and_interrupts() {
     let mut rig = rig(false);
     let req = rig.request(T_IN, 5, 3 * SECTOR as u32, false);
     rig.notify();
-    assert_eq!(rig.last_used(), (u32::from(req.head), 3 * SECTOR as u32 + 1));
+    assert_eq!(
+        rig.last_used(),
+        (u32::from(req.head), 3 * SECTOR as u32 + 1)
+    );
     assert_eq!(rig.status(&req), S_OK);
     let expected: Vec<u8> = (5 * SECTOR..8 * SECTOR).map(pattern).collect();
     assert_eq!(rig.driver.read_bytes(req.data, 3 * SECTOR), expected);
@@ -177,7 +205,12 @@ fn reads_into_scattered_buffers() {
     let status = rig.driver.alloc(1);
     rig.driver.add_chain(
         0,
-        &[Seg::read(hdr, 16), Seg::write(a, 100), Seg::write(b, 924), Seg::write(status, 1)],
+        &[
+            Seg::read(hdr, 16),
+            Seg::write(a, 100),
+            Seg::write(b, 924),
+            Seg::write(status, 1),
+        ],
     );
     rig.notify();
     assert_eq!(rig.driver.read_bytes(status, 1), [S_OK]);
@@ -274,7 +307,10 @@ fn a_request_over_the_byte_cap_is_ioerr_even_inside_the_disk() {
         .expect("sparse image");
     let mut rig = rig_with(file, false, 256);
     let len = MAX_REQUEST_BYTES as u32 + SECTOR as u32;
-    assert!(2 * u64::from(len) < MEM_SIZE, "both requests fit in guest RAM");
+    assert!(
+        2 * u64::from(len) < MEM_SIZE,
+        "both requests fit in guest RAM"
+    );
     let req = rig.request(T_IN, 0, len, false);
     rig.notify();
     assert_eq!(rig.status(&req), S_IOERR);
@@ -350,15 +386,28 @@ fn read_only_or_empty_status_descriptor_is_rejected() {
     rig.driver.write_bytes(status, &[0xee]);
     let head = rig.driver.add_chain(
         0,
-        &[Seg::read(hdr, 16), Seg::write(data, SECTOR as u32), Seg::read(status, 1)],
+        &[
+            Seg::read(hdr, 16),
+            Seg::write(data, SECTOR as u32),
+            Seg::read(status, 1),
+        ],
     );
     assert_rejected(&mut rig, head, 0);
-    assert_eq!(rig.driver.read_bytes(status, 1), [0xee], "read-only byte untouched");
+    assert_eq!(
+        rig.driver.read_bytes(status, 1),
+        [0xee],
+        "read-only byte untouched"
+    );
 
     let errors = rig.device.error_count();
-    let head = rig
-        .driver
-        .add_chain(0, &[Seg::read(hdr, 16), Seg::write(data, SECTOR as u32), Seg::write(status, 0)]);
+    let head = rig.driver.add_chain(
+        0,
+        &[
+            Seg::read(hdr, 16),
+            Seg::write(data, SECTOR as u32),
+            Seg::write(status, 0),
+        ],
+    );
     assert_rejected(&mut rig, head, errors);
     rig.assert_still_serves();
 }
@@ -378,8 +427,14 @@ fn descriptor_loops_and_over_long_chains_are_rejected() {
     // Every descriptor of the table chained: longer than the queue allows.
     let errors = rig.device.error_count();
     for i in 0..16u16 {
-        rig.driver
-            .write_desc(0, i, status, 1, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, (i + 1) % 16);
+        rig.driver.write_desc(
+            0,
+            i,
+            status,
+            1,
+            VRING_DESC_F_WRITE | VRING_DESC_F_NEXT,
+            (i + 1) % 16,
+        );
     }
     rig.driver.push_avail(0, 4);
     assert_rejected(&mut rig, 4, errors);
@@ -401,14 +456,22 @@ fn buffers_outside_guest_memory_or_huge_are_rejected() {
     let status = rig.driver.alloc(1);
     let outside = rig.driver.add_chain(
         0,
-        &[Seg::read(hdr, 16), Seg::write(MEM_SIZE + 0x1000, SECTOR as u32), Seg::write(status, 1)],
+        &[
+            Seg::read(hdr, 16),
+            Seg::write(MEM_SIZE + 0x1000, SECTOR as u32),
+            Seg::write(status, 1),
+        ],
     );
     assert_rejected(&mut rig, outside, 0);
 
     let errors = rig.device.error_count();
     let huge = rig.driver.add_chain(
         0,
-        &[Seg::read(hdr, 16), Seg::write(0x20_0000, u32::MAX), Seg::write(status, 1)],
+        &[
+            Seg::read(hdr, 16),
+            Seg::write(0x20_0000, u32::MAX),
+            Seg::write(status, 1),
+        ],
     );
     assert_rejected(&mut rig, huge, errors);
 
@@ -503,7 +566,12 @@ fn confined_dma_reaches_only_mapped_buffers() {
     let window = driver.alloc(0x1000);
     memory
         .iommu()
-        .map(GuestAddress(window), GuestAddress(window), 0x1000, Permissions::ReadWrite)
+        .map(
+            GuestAddress(window),
+            GuestAddress(window),
+            0x1000,
+            Permissions::ReadWrite,
+        )
         .expect("map window");
     let interrupt = Arc::new(RecordingInterrupt::default());
     device
@@ -515,7 +583,11 @@ fn confined_dma_reaches_only_mapped_buffers() {
     let (data, status) = (window + 0x100, window + 0x300);
     driver.add_chain(
         0,
-        &[Seg::read(window, 16), Seg::write(data, SECTOR as u32), Seg::write(status, 1)],
+        &[
+            Seg::read(window, 16),
+            Seg::write(data, SECTOR as u32),
+            Seg::write(status, 1),
+        ],
     );
     device.queue_notify(0);
     assert_eq!(driver.read_bytes(status, 1), [S_OK]);
@@ -526,7 +598,11 @@ fn confined_dma_reaches_only_mapped_buffers() {
     let outside = driver.alloc(SECTOR as u64);
     let head = driver.add_chain(
         0,
-        &[Seg::read(window, 16), Seg::write(outside, SECTOR as u32), Seg::write(status, 1)],
+        &[
+            Seg::read(window, 16),
+            Seg::write(outside, SECTOR as u32),
+            Seg::write(status, 1),
+        ],
     );
     device.queue_notify(0);
     assert_eq!(driver.used(0).last(), Some(&(u32::from(head), 0)));
