@@ -80,10 +80,12 @@ fn image() -> File {
         .expect("dup image")
 }
 
-/// Top bit clear: an address inside RAM; set: the raw value (outside RAM, near u64::MAX).
+/// Top bit clear: an address in the buffer area; set: the raw value (outside RAM, near
+/// u64::MAX). Buffers never overlap the rings: a guest may make the device write over its
+/// own rings, but then the used ring checked below would be the guest's data.
 fn fold_addr(addr: u64) -> u64 {
     if addr >> 63 == 0 {
-        addr % MEM_SIZE
+        BUFFERS + addr % (MEM_SIZE - BUFFERS)
     } else {
         addr
     }
