@@ -128,7 +128,7 @@ fn guest_output_reaches_the_sink() {
 fn emergency_write_outputs_one_character() {
     let mut rig = rig();
     rig.device.write_config(8, &[b'!', 0, 0, 0]);
-    rig.device.write_config(0, &[b'x']);
+    rig.device.write_config(0, b"x");
     assert_eq!(rig.output.text(), "!");
 }
 
