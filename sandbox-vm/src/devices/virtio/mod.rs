@@ -12,6 +12,8 @@
 //! input (console input, vsock) own a worker thread started by `activate` and stopped by
 //! `reset` or drop.
 
+pub mod block;
+pub mod console;
 pub mod vsock;
 
 use std::sync::Arc;
