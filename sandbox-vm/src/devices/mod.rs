@@ -3,6 +3,9 @@
 pub mod acpi_sleep;
 pub mod bus;
 pub mod legacy;
+pub mod mmio;
+pub mod pci;
 pub mod virtio;
 
 pub use bus::{PioBus, PioDevice};
+pub use mmio::{MmioBus, MmioDevice};

@@ -3,4 +3,5 @@
 pub mod kick;
 pub mod memory;
 pub mod vcpu;
+pub mod irq;
 pub mod vm;
