@@ -12,6 +12,9 @@
 //! input (console input, vsock) own a worker thread started by `activate` and stopped by
 //! `reset` or drop.
 
+pub mod pci;
+pub mod rng;
+
 use std::sync::Arc;
 
 use thiserror::Error;
