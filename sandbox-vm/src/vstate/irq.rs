@@ -204,6 +204,9 @@ mod tests {
         assert_eq!((last.gsi, last.type_), (25, KVM_IRQ_ROUTING_MSI));
         // SAFETY: the entry is an MSI route (type checked above).
         let m = unsafe { last.u.msi };
-        assert_eq!((m.address_lo, m.address_hi, m.data), (0xfee0_1000, 1, 0x4041));
+        assert_eq!(
+            (m.address_lo, m.address_hi, m.data),
+            (0xfee0_1000, 1, 0x4041)
+        );
     }
 }

@@ -291,9 +291,17 @@ mod tests {
         config.set_bar_address(0, 0xc000_0000);
         assert_eq!(config.bar_address(0), Some(0xc000_0000));
         config.write(BAR0, &u32::MAX.to_le_bytes());
-        assert_eq!(read32(&config, BAR0), 0xffff_8000, "size 32 KiB, memory, 32-bit");
+        assert_eq!(
+            read32(&config, BAR0),
+            0xffff_8000,
+            "size 32 KiB, memory, 32-bit"
+        );
         config.write(BAR0, &0xd000_1234u32.to_le_bytes());
-        assert_eq!(config.bar_address(0), Some(0xd000_0000), "low bits are read-only");
+        assert_eq!(
+            config.bar_address(0),
+            Some(0xd000_0000),
+            "low bits are read-only"
+        );
         // Unimplemented BARs size to 0, i.e. "absent".
         config.write(BAR0 + 4, &u32::MAX.to_le_bytes());
         assert_eq!(read32(&config, BAR0 + 4), 0);
@@ -324,7 +332,11 @@ mod tests {
         assert_eq!(config.capabilities(), vec![(0x40, 0x11), (0x4c, 0x09)]);
         assert_ne!(config.read_u16(STATUS) & STATUS_CAPABILITIES, 0);
         config.write(first + 2, &0xffffu16.to_le_bytes());
-        assert_eq!(config.read_u16(first + 2), 0xfbaa, "only bits 14 and 15 changed");
+        assert_eq!(
+            config.read_u16(first + 2),
+            0xfbaa,
+            "only bits 14 and 15 changed"
+        );
         // A guest cannot rewrite the chain.
         config.write(first, &0u16.to_le_bytes());
         assert_eq!(config.capabilities().len(), 2);

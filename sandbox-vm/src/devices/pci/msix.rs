@@ -126,7 +126,10 @@ impl MsixTable {
     }
 
     pub fn is_pending(&self, vector: u16) -> bool {
-        self.pending.get(usize::from(vector)).copied().unwrap_or(false)
+        self.pending
+            .get(usize::from(vector))
+            .copied()
+            .unwrap_or(false)
     }
 
     fn deliverable(&self, vector: usize) -> bool {
@@ -152,7 +155,9 @@ impl MsixTable {
     }
 
     fn table_dword(&self, offset: u64) -> Option<u32> {
-        let entry = self.entries.get(usize::try_from(offset / MSIX_ENTRY_SIZE).ok()?)?;
+        let entry = self
+            .entries
+            .get(usize::try_from(offset / MSIX_ENTRY_SIZE).ok()?)?;
         Some(match offset % MSIX_ENTRY_SIZE {
             0 => entry.address_lo,
             4 => entry.address_hi,
@@ -350,10 +355,12 @@ impl MsixVectors {
         let mut first_error = None;
         for effect in effects {
             let result = match *effect {
-                MsixEffect::Route { vector, message } => match (&self.router, self.gsis.get(usize::from(vector))) {
-                    (Some(router), Some((gsi, _))) => router.set_msi(*gsi, Some(message)),
-                    _ => Ok(()),
-                },
+                MsixEffect::Route { vector, message } => {
+                    match (&self.router, self.gsis.get(usize::from(vector))) {
+                        (Some(router), Some((gsi, _))) => router.set_msi(*gsi, Some(message)),
+                        _ => Ok(()),
+                    }
+                }
                 MsixEffect::Deliver(vector) => self
                     .fire(vector)
                     .map_err(|e| format!("MSI-X vector {vector}: {e}")),
@@ -395,7 +402,10 @@ mod tests {
         assert_eq!(read(&table, 12), 1, "masked after reset");
         assert!(write(&mut table, 16, 0xfee0_0000).is_empty());
         assert!(write(&mut table, 20, 0).is_empty());
-        assert!(write(&mut table, 24, 0x41).is_empty(), "masked: no route yet");
+        assert!(
+            write(&mut table, 24, 0x41).is_empty(),
+            "masked: no route yet"
+        );
         let message = MsiMessage {
             address: 0xfee0_0000,
             data: 0x41,
@@ -418,7 +428,9 @@ mod tests {
     fn masked_signals_pend_and_fire_on_unmask() {
         let mut table = MsixTable::new(1);
         assert_eq!(table.signal(0), Signalled::Disabled, "MSI-X off");
-        assert!(table.set_control(MSIX_ENABLE | MSIX_FUNCTION_MASK).is_empty());
+        assert!(table
+            .set_control(MSIX_ENABLE | MSIX_FUNCTION_MASK)
+            .is_empty());
         assert_eq!(table.signal(0), Signalled::Pending);
         let mut pba = [0u8; 8];
         table.read_pba(0, &mut pba);
@@ -464,7 +476,9 @@ mod tests {
         let vectors = MsixVectors::new(2, None).expect("no KVM needed");
         assert_eq!(vectors.signal(0).expect("signal"), Signalled::Disabled);
         vectors.set_control(MSIX_ENABLE).expect("control");
-        vectors.write_table(12, &0u32.to_le_bytes()).expect("unmask");
+        vectors
+            .write_table(12, &0u32.to_le_bytes())
+            .expect("unmask");
         assert_eq!(vectors.signal(0).expect("signal"), Signalled::Delivered);
         assert_eq!(vectors.signal(1).expect("signal"), Signalled::Pending);
     }

@@ -112,9 +112,8 @@ impl PciRoot {
                 )));
             }
             // The window lies below 4 GiB (checked when it is built), so this fits.
-            let start32 = u32::try_from(start).map_err(|_| {
-                VmError::Config(format!("PCI BAR at {start:#x} is above 4 GiB"))
-            })?;
+            let start32 = u32::try_from(start)
+                .map_err(|_| VmError::Config(format!("PCI BAR at {start:#x} is above 4 GiB")))?;
             device.config_mut().set_bar_address(bar, start32);
             next = end;
         }
@@ -258,7 +257,8 @@ impl PioDevice for PciConfigPorts {
                 self.address = value & CONFIG_ADDRESS_MASK;
             }
             4..=7 => {
-                if let Some((bus, dev, func, reg)) = self.target(usize::from(offset - 4), data.len())
+                if let Some((bus, dev, func, reg)) =
+                    self.target(usize::from(offset - 4), data.len())
                 {
                     self.root.config_write(bus, dev, func, reg, data);
                 }
@@ -345,7 +345,11 @@ mod tests {
         assert_eq!(root.add(Box::new(probe)).expect("slot"), 1);
         let mut ports = PciConfigPorts::new(Arc::new(root));
         assert_eq!(conf1_read32(&mut ports, 0, 0), 0x0008_1b36);
-        assert_eq!(conf1_read32(&mut ports, 0, 8) >> 16, 0x0600, "host bridge class");
+        assert_eq!(
+            conf1_read32(&mut ports, 0, 8) >> 16,
+            0x0600,
+            "host bridge class"
+        );
         assert_eq!(conf1_read32(&mut ports, 1, 0), 0x1044_1af4);
         assert_eq!(conf1_read32(&mut ports, 2, 0), u32::MAX, "empty slot");
         // The address register reads back (Linux's conf1 probe checks this).
@@ -398,7 +402,11 @@ mod tests {
         let root = Arc::new(root);
         let mut ports = PciConfigPorts::new(Arc::clone(&root));
         assert_eq!(conf1_read32(&mut ports, 1, BAR0 as u8), 0xc000_0000);
-        assert_eq!(conf1_read32(&mut ports, 2, BAR0 as u8), 0xc000_8000, "aligned");
+        assert_eq!(
+            conf1_read32(&mut ports, 2, BAR0 as u8),
+            0xc000_8000,
+            "aligned"
+        );
         // Decoding is off until the command register says otherwise.
         let mut word = [0u8; 4];
         root.read(0x8010, &mut word);
@@ -407,7 +415,10 @@ mod tests {
         root.read(0x8010, &mut word);
         assert_eq!(word, [0x10; 4]);
         root.write(0x8020, &[5]);
-        assert_eq!(*second_writes.lock().expect("log"), vec![(0, 0x20, vec![5])]);
+        assert_eq!(
+            *second_writes.lock().expect("log"),
+            vec![(0, 0x20, vec![5])]
+        );
         assert!(first_writes.lock().expect("log").is_empty());
         // The guest moves the BAR: the old address floats, the new one decodes.
         conf1_write(&mut ports, 2, BAR0 as u8, &0xc004_0000u32.to_le_bytes());

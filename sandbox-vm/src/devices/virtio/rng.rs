@@ -202,9 +202,16 @@ mod tests {
     fn rng_with<'m>(
         memory: &'m GuestMemoryMmap,
         descriptors: &[SplitDescriptor],
-    ) -> (Rng, Arc<CountingInterrupt>, MockSplitQueue<'m, GuestMemoryMmap>) {
+    ) -> (
+        Rng,
+        Arc<CountingInterrupt>,
+        MockSplitQueue<'m, GuestMemoryMmap>,
+    ) {
         let mock = MockSplitQueue::new(memory, RNG_QUEUE_SIZE);
-        let raw: Vec<RawDescriptor> = descriptors.iter().map(|d| RawDescriptor::from(*d)).collect();
+        let raw: Vec<RawDescriptor> = descriptors
+            .iter()
+            .map(|d| RawDescriptor::from(*d))
+            .collect();
         mock.add_desc_chains(&raw, 0).expect("chains");
         let queue: Queue = mock.create_queue().expect("queue");
         let interrupt = Arc::new(CountingInterrupt::default());
@@ -218,7 +225,11 @@ mod tests {
         (rng, interrupt, mock)
     }
 
-    fn used_len(memory: &GuestMemoryMmap, mock: &MockSplitQueue<'_, GuestMemoryMmap>, i: u64) -> u32 {
+    fn used_len(
+        memory: &GuestMemoryMmap,
+        mock: &MockSplitQueue<'_, GuestMemoryMmap>,
+        i: u64,
+    ) -> u32 {
         // Used ring: flags(2) idx(2), then {id: u32, len: u32} elements.
         memory
             .read_obj::<u32>(mock.used_addr().unchecked_add(4 + 8 * i + 4))
@@ -285,6 +296,9 @@ mod tests {
         let used_idx = memory
             .read_obj::<u16>(mock.used_addr().unchecked_add(2))
             .expect("used idx");
-        assert_eq!(usize::from(used_idx), MAX_CHAINS_PER_NOTIFY.min(RNG_QUEUE_SIZE.into()));
+        assert_eq!(
+            usize::from(used_idx),
+            MAX_CHAINS_PER_NOTIFY.min(RNG_QUEUE_SIZE.into())
+        );
     }
 }

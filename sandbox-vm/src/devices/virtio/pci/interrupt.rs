@@ -95,6 +95,7 @@ impl Interrupt for PciInterrupt {
     fn notify_config(&self) -> Result<(), DeviceError> {
         self.state.config_generation.fetch_add(1, Ordering::AcqRel);
         let vector = self.state.config_vector.load(Ordering::Acquire);
-        self.state.signal(vector, ISR_CONFIG, "configuration change")
+        self.state
+            .signal(vector, ISR_CONFIG, "configuration change")
     }
 }

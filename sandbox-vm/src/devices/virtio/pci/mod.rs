@@ -153,10 +153,7 @@ impl VirtioPciDevice {
     ) -> Result<Self, VmError> {
         let device_type = device.device_type();
         let sizes = device.queue_max_sizes().to_vec();
-        let bad_size = sizes
-            .iter()
-            .find(|s| Queue::new(**s).is_err())
-            .copied();
+        let bad_size = sizes.iter().find(|s| Queue::new(**s).is_err()).copied();
         let type_offset = u16::try_from(device_type).ok().filter(|t| *t < 0x100);
         let Some(type_offset) = type_offset else {
             return Err(VmError::Config(format!(
@@ -186,12 +183,8 @@ impl VirtioPciDevice {
             VmError::Config(format!("virtio device type {device_type}: {e}"))
         };
         config.add_memory_bar(0, BAR_SIZE).map_err(layout)?;
-        let (body, mask) = msix::capability(
-            vectors,
-            0,
-            MSIX_TABLE_OFFSET as u32,
-            MSIX_PBA_OFFSET as u32,
-        );
+        let (body, mask) =
+            msix::capability(vectors, 0, MSIX_TABLE_OFFSET as u32, MSIX_PBA_OFFSET as u32);
         let msix_capability = config
             .add_capability(MSIX_CAPABILITY_ID, &body, &mask)
             .map_err(layout)?;
@@ -324,7 +317,10 @@ impl VirtioPciDevice {
                     let vector = self.checked_vector(value as u16, "queue");
                     self.interrupt.queue_vectors[index].store(vector, Ordering::Release);
                 } else {
-                    self.flag(format!("queue_msix_vector of absent queue {}", self.queue_select));
+                    self.flag(format!(
+                        "queue_msix_vector of absent queue {}",
+                        self.queue_select
+                    ));
                 }
             }
             CommonReg::QueueSize
@@ -359,7 +355,9 @@ impl VirtioPciDevice {
             0 => (self.driver_features & !0xffff_ffff) | half,
             1 => (self.driver_features & 0xffff_ffff) | (half << 32),
             select => {
-                self.flag(format!("driver_feature_select {select}: no such feature word"));
+                self.flag(format!(
+                    "driver_feature_select {select}: no such feature word"
+                ));
                 return;
             }
         };
@@ -516,8 +514,7 @@ impl VirtioPciDevice {
     fn notify(&mut self, offset: u64, len: usize) {
         let multiplier = u64::from(NOTIFY_MULTIPLIER);
         let queue = offset / multiplier;
-        if offset % multiplier != 0 || !matches!(len, 2 | 4) || queue >= self.queues.len() as u64
-        {
+        if offset % multiplier != 0 || !matches!(len, 2 | 4) || queue >= self.queues.len() as u64 {
             self.flag(format!("notify write of {len} bytes at {offset:#x}"));
             return;
         }

@@ -264,7 +264,10 @@ fn queues_set_up_by_the_driver_reach_the_device_at_driver_ok() {
     assert!(h.log.lock().expect("log").notified.is_empty());
 
     let status = h.driver_ok();
-    assert_eq!(status & (STATUS_DRIVER_OK | STATUS_NEEDS_RESET), STATUS_DRIVER_OK);
+    assert_eq!(
+        status & (STATUS_DRIVER_OK | STATUS_NEEDS_RESET),
+        STATUS_DRIVER_OK
+    );
     assert!(h.dev.is_activated());
     assert_eq!(
         h.log.lock().expect("log").activated,
@@ -326,7 +329,11 @@ fn invalid_queue_values_are_ignored_and_flagged() {
     h.w16(28, 0);
     assert_eq!(h.r16(28), 0, "enable accepts only 1");
     h.w16(26, 3);
-    assert_eq!(h.r16(26), NO_VECTOR, "vector 3 does not exist (3 vectors: 0..=2)");
+    assert_eq!(
+        h.r16(26),
+        NO_VECTOR,
+        "vector 3 does not exist (3 vectors: 0..=2)"
+    );
     h.w16(26, 2);
     assert_eq!(h.r16(26), 2);
     h.w16(16, 500);
@@ -344,7 +351,11 @@ fn invalid_queue_values_are_ignored_and_flagged() {
     h.w8(24, 16);
     h.w16(25, 16);
     assert_eq!(h.r16(24), 64);
-    assert_eq!(h.r32(22), 0, "a dword across queue_select/queue_size reads 0");
+    assert_eq!(
+        h.r32(22),
+        0,
+        "a dword across queue_select/queue_size reads 0"
+    );
     h.dev.bar_write(0, 24, &[0; 16]);
     h.dev.bar_write(3, 24, &[16, 0]);
     assert_eq!(h.r16(24), 64);
@@ -372,7 +383,11 @@ fn invalid_queue_values_are_ignored_and_flagged() {
 fn status_changes_out_of_order_are_refused() {
     let mut h = harness();
     h.w8(20, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_DRIVER_OK);
-    assert_eq!(h.status() & STATUS_DRIVER_OK, 0, "DRIVER_OK before FEATURES_OK");
+    assert_eq!(
+        h.status() & STATUS_DRIVER_OK,
+        0,
+        "DRIVER_OK before FEATURES_OK"
+    );
     assert!(!h.dev.is_activated());
     h.negotiate(VIRTIO_F_VERSION_1);
     h.w8(20, STATUS_ACKNOWLEDGE);
@@ -381,8 +396,15 @@ fn status_changes_out_of_order_are_refused() {
         STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK,
         "bits are only cleared by a reset"
     );
-    h.w8(20, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_NEEDS_RESET);
-    assert_eq!(h.status() & STATUS_NEEDS_RESET, 0, "NEEDS_RESET is the device's bit");
+    h.w8(
+        20,
+        STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_NEEDS_RESET,
+    );
+    assert_eq!(
+        h.status() & STATUS_NEEDS_RESET,
+        0,
+        "NEEDS_RESET is the device's bit"
+    );
 }
 
 #[test]
@@ -440,8 +462,7 @@ fn interrupts_use_msix_vectors_or_fall_back_to_the_isr() {
     let msix_cap = h.dev.config().capabilities()[0].0;
     let control = MSIX_ENABLE | MSIX_FUNCTION_MASK;
     h.dev.config_write(msix_cap + 2, &control.to_le_bytes());
-    h.dev
-        .config_write(COMMAND, &COMMAND_MEMORY.to_le_bytes());
+    h.dev.config_write(COMMAND, &COMMAND_MEMORY.to_le_bytes());
     interrupt.notify_queue(0).expect("notify");
     assert_eq!(h.r8(ISR_OFFSET), 0, "ISR unused with MSI-X");
     assert_eq!(h.r32(MSIX_PBA_OFFSET), 0b10);
@@ -450,7 +471,6 @@ fn interrupts_use_msix_vectors_or_fall_back_to_the_isr() {
     h.w32(MSIX_TABLE_OFFSET + 24, 0x31);
     h.w32(MSIX_TABLE_OFFSET + 28, 0);
     assert_eq!(h.r32(MSIX_TABLE_OFFSET + 24), 0x31);
-    h.dev
-        .config_write(msix_cap + 2, &MSIX_ENABLE.to_le_bytes());
+    h.dev.config_write(msix_cap + 2, &MSIX_ENABLE.to_le_bytes());
     assert_eq!(h.r32(MSIX_PBA_OFFSET), 0);
 }
