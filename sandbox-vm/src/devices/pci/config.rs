@@ -198,7 +198,7 @@ impl PciConfig {
     /// Whether a guest access of `len` bytes at `offset` is one the hardware would carry:
     /// 1, 2 or 4 bytes, naturally aligned, inside the space.
     pub fn valid_access(offset: usize, len: usize) -> bool {
-        matches!(len, 1 | 2 | 4) && offset % len == 0 && offset + len <= CONFIG_SPACE_SIZE
+        matches!(len, 1 | 2 | 4) && offset.is_multiple_of(len) && offset + len <= CONFIG_SPACE_SIZE
     }
 
     /// A guest read; invalid accesses read all ones.

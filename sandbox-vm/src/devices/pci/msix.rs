@@ -142,7 +142,7 @@ impl MsixTable {
         data.fill(0xff);
         let mut out = [0u8; 8];
         let len = data.len();
-        if !matches!(len, 4 | 8) || offset % len as u64 != 0 {
+        if !matches!(len, 4 | 8) || !offset.is_multiple_of(len as u64) {
             return;
         }
         for (i, chunk) in out[..len].chunks_mut(4).enumerate() {
@@ -170,7 +170,7 @@ impl MsixTable {
     pub fn write_table(&mut self, offset: u64, data: &[u8]) -> Vec<MsixEffect> {
         let mut effects = Vec::new();
         let len = data.len();
-        if !matches!(len, 4 | 8) || offset % len as u64 != 0 {
+        if !matches!(len, 4 | 8) || !offset.is_multiple_of(len as u64) {
             return effects;
         }
         for (i, chunk) in data.chunks(4).enumerate() {
@@ -222,7 +222,7 @@ impl MsixTable {
     /// The guest read the pending bit array (aligned dwords or qwords; the rest is all ones).
     pub fn read_pba(&self, offset: u64, data: &mut [u8]) {
         let len = data.len();
-        if !matches!(len, 4 | 8) || offset % len as u64 != 0 {
+        if !matches!(len, 4 | 8) || !offset.is_multiple_of(len as u64) {
             data.fill(0xff);
             return;
         }

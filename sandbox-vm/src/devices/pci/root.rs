@@ -273,14 +273,17 @@ mod tests {
     use super::super::config::{PciIdentity, BAR0, COMMAND, COMMAND_MEMORY};
     use super::*;
 
-    /// A function with one 4 KiB BAR that answers reads with the offset's low byte.
+    /// (BAR, offset, bytes) of each BAR write a probe saw.
+    type BarWrites = Arc<Mutex<Vec<(usize, u64, Vec<u8>)>>>;
+
+    /// A function with one BAR that answers reads with the offset's low byte.
     struct Probe {
         config: PciConfig,
-        writes: Arc<Mutex<Vec<(usize, u64, Vec<u8>)>>>,
+        writes: BarWrites,
     }
 
     impl Probe {
-        fn new(bar_size: u64) -> (Self, Arc<Mutex<Vec<(usize, u64, Vec<u8>)>>>) {
+        fn new(bar_size: u64) -> (Self, BarWrites) {
             let mut config = PciConfig::new(&PciIdentity {
                 vendor_id: 0x1af4,
                 device_id: 0x1044,
