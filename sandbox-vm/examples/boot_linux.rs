@@ -4,8 +4,10 @@
 //!
 //! ```text
 //! boot_linux --kernel VMLINUX [--initrd CPIO] [--cmdline TEXT] [--mem-mib N] [--vcpus N]
-//!            [--timeout-secs N] [--mark TEXT]
+//!            [--timeout-secs N] [--mark TEXT] [--rng]
 //! ```
+//! `--rng` attaches a virtio-rng on PCI (00:01.0); the default command line then leaves PCI
+//! on (no `pci=off`).
 //! `--mark` reports on stderr when TEXT first appeared on the console (e.g. a line the
 //! guest's /init prints), measured from the start of the VM build.
 //! Static build for a minimal host: RUSTFLAGS="-C target-feature=+crt-static" cargo build
@@ -16,10 +18,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use runvm_sandbox_vm::{host, GuestImage, Vm, VmConfig};
+use runvm_sandbox_vm::{host, DeviceConfig, GuestImage, Vm, VmConfig};
 
-/// `pci=off`: there is no PCI bus yet, and probing for one costs boot time.
+/// `pci=off`: without devices the PCI bus holds only the host bridge, and probing it costs
+/// boot time.
 const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k pci=off";
+const DEFAULT_CMDLINE_WITH_PCI: &str = "console=ttyS0 reboot=k";
 
 struct Args {
     kernel: PathBuf,
@@ -29,17 +33,19 @@ struct Args {
     vcpus: u8,
     timeout: Duration,
     mark: Option<String>,
+    devices: Vec<DeviceConfig>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         kernel: PathBuf::new(),
         initrd: None,
-        cmdline: DEFAULT_CMDLINE.to_string(),
+        cmdline: String::new(),
         mem_mib: 256,
         vcpus: 1,
         timeout: Duration::from_secs(60),
         mark: None,
+        devices: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -56,11 +62,20 @@ fn parse_args() -> Result<Args, String> {
             }
             "--timeout-secs" => args.timeout = Duration::from_secs(number(value()?)?),
             "--mark" => args.mark = Some(value()?),
+            "--rng" => args.devices.push(DeviceConfig::Rng),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     if args.kernel.as_os_str().is_empty() {
         return Err("--kernel VMLINUX is required".into());
+    }
+    if args.cmdline.is_empty() {
+        args.cmdline = if args.devices.is_empty() {
+            DEFAULT_CMDLINE
+        } else {
+            DEFAULT_CMDLINE_WITH_PCI
+        }
+        .to_string();
     }
     Ok(args)
 }
@@ -113,6 +128,7 @@ fn main() {
     let config = VmConfig {
         mem_size: args.mem_mib << 20,
         vcpus: args.vcpus,
+        devices: args.devices.clone(),
         ..VmConfig::default()
     };
     let image = GuestImage::Linux {

@@ -514,7 +514,10 @@ impl VirtioPciDevice {
     fn notify(&mut self, offset: u64, len: usize) {
         let multiplier = u64::from(NOTIFY_MULTIPLIER);
         let queue = offset / multiplier;
-        if !offset.is_multiple_of(multiplier) || !matches!(len, 2 | 4) || queue >= self.queues.len() as u64 {
+        if !offset.is_multiple_of(multiplier)
+            || !matches!(len, 2 | 4)
+            || queue >= self.queues.len() as u64
+        {
             self.flag(format!("notify write of {len} bytes at {offset:#x}"));
             return;
         }
