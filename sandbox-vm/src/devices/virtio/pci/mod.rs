@@ -63,6 +63,13 @@ const CAP_COMMON: u8 = 1;
 const CAP_NOTIFY: u8 = 2;
 const CAP_ISR: u8 = 3;
 const CAP_DEVICE: u8 = 4;
+const CAP_PCI_CFG: u8 = 5;
+/// In the PCI_CFG capability: bar (+4), offset (+8) and length (+12) the driver writes,
+/// then pci_cfg_data (+16), the 4-byte window onto that BAR location.
+const PCI_CFG_BAR: usize = 4;
+const PCI_CFG_OFFSET: usize = 8;
+const PCI_CFG_LENGTH: usize = 12;
+const PCI_CFG_DATA: usize = 16;
 const VENDOR_CAPABILITY_ID: u8 = 0x09;
 
 /// The class code a driver-less OS shows for each device type.
@@ -120,6 +127,7 @@ pub struct GuestErrors {
 pub struct VirtioPciDevice {
     config: PciConfig,
     msix_capability: usize,
+    pci_cfg_capability: usize,
     device: Box<dyn VirtioDevice>,
     memory: GuestMemoryMmap,
     interrupt: Arc<InterruptState>,
@@ -204,10 +212,19 @@ impl VirtioPciDevice {
                 .add_capability(VENDOR_CAPABILITY_ID, &body, &[])
                 .map_err(layout)?;
         }
+        // The PCI_CFG capability (spec 4.1.4.9): its bar, offset and length are the driver's.
+        let pci_cfg = virtio_capability(CAP_PCI_CFG, 0, 0, &[0; 4]);
+        let mut pci_cfg_mask = vec![0u8; pci_cfg.len()];
+        pci_cfg_mask[PCI_CFG_BAR - 2] = 0xff;
+        pci_cfg_mask[PCI_CFG_OFFSET - 2..PCI_CFG_DATA - 2].fill(0xff);
+        let pci_cfg_capability = config
+            .add_capability(VENDOR_CAPABILITY_ID, &pci_cfg, &pci_cfg_mask)
+            .map_err(layout)?;
         let msix = Arc::new(MsixVectors::new(vectors, router)?);
         Ok(VirtioPciDevice {
             config,
             msix_capability,
+            pci_cfg_capability,
             device,
             memory,
             interrupt: Arc::new(InterruptState::new(msix, sizes.len())),
@@ -511,6 +528,24 @@ impl VirtioPciDevice {
         self.interrupt.reset();
     }
 
+    /// The BAR access the PCI_CFG capability selects: (offset, length), if it is one the
+    /// window can carry (BAR 0, 1/2/4 bytes, aligned).
+    fn pci_cfg_target(&self) -> Option<(u64, usize)> {
+        let cap = self.pci_cfg_capability;
+        let mut bar = [0u8; 1];
+        self.config.read(cap + PCI_CFG_BAR, &mut bar);
+        let offset = u64::from(self.config.read_u32(cap + PCI_CFG_OFFSET));
+        let length = self.config.read_u32(cap + PCI_CFG_LENGTH) as usize;
+        (bar[0] == 0 && matches!(length, 1 | 2 | 4) && offset.is_multiple_of(length as u64))
+            .then_some((offset, length))
+    }
+
+    /// Whether a config access of `len` bytes at `offset` lies inside pci_cfg_data.
+    fn hits_pci_cfg_data(&self, offset: usize, len: usize) -> bool {
+        let data = self.pci_cfg_capability + PCI_CFG_DATA;
+        offset >= data && offset + len <= data + 4
+    }
+
     fn notify(&mut self, offset: u64, len: usize) {
         let multiplier = u64::from(NOTIFY_MULTIPLIER);
         let queue = offset / multiplier;
@@ -568,7 +603,36 @@ impl PciDevice for VirtioPciDevice {
         &mut self.config
     }
 
+    fn config_read(&mut self, offset: usize, data: &mut [u8]) {
+        if !self.hits_pci_cfg_data(offset, data.len()) {
+            self.config.read(offset, data);
+            return;
+        }
+        data.fill(0);
+        let Some((at, length)) = self.pci_cfg_target() else {
+            return;
+        };
+        let mut window = [0u8; 4];
+        self.bar_read(0, at, &mut window[..length]);
+        let start = offset - (self.pci_cfg_capability + PCI_CFG_DATA);
+        data.copy_from_slice(&window[start..start + data.len()]);
+    }
+
     fn config_write(&mut self, offset: usize, data: &[u8]) {
+        if self.hits_pci_cfg_data(offset, data.len()) {
+            let start = offset - (self.pci_cfg_capability + PCI_CFG_DATA);
+            match self.pci_cfg_target() {
+                // The driver writes the whole field at once (spec 4.1.4.9.1).
+                Some((at, length)) if start == 0 && data.len() >= length => {
+                    self.bar_write(0, at, &data[..length]);
+                }
+                _ => self.flag(format!(
+                    "pci_cfg_data write of {} bytes without a valid bar/offset/length",
+                    data.len()
+                )),
+            }
+            return;
+        }
         if !self.config.write(offset, data) {
             self.flag(format!(
                 "PCI config write of {} bytes at {offset:#x}",

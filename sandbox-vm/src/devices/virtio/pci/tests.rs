@@ -176,7 +176,7 @@ fn identity_bar_and_capabilities_are_those_of_a_modern_virtio_device() {
     assert_eq!(u32::from_le_bytes(word), !(BAR_SIZE as u32 - 1));
     let caps = h.dev.config().capabilities();
     let ids: Vec<u8> = caps.iter().map(|c| c.1).collect();
-    assert_eq!(ids, [0x11, 0x09, 0x09, 0x09, 0x09]);
+    assert_eq!(ids, [0x11, 0x09, 0x09, 0x09, 0x09, 0x09]);
     // Each vendor capability: cfg_type at +3, bar at +4, offset at +8, length at +12.
     let config = h.dev.config();
     let layout: Vec<(u8, u8, u32, u32)> = caps[1..]
@@ -203,6 +203,7 @@ fn identity_bar_and_capabilities_are_those_of_a_modern_virtio_device() {
             (CAP_ISR, 0, 0x1000, 1),
             (CAP_DEVICE, 0, 0x2000, 0x1000),
             (CAP_NOTIFY, 0, 0x3000, 8),
+            (CAP_PCI_CFG, 0, 0, 0),
         ]
     );
     let notify_cap = caps[4].0;
@@ -473,4 +474,53 @@ fn interrupts_use_msix_vectors_or_fall_back_to_the_isr() {
     assert_eq!(h.r32(MSIX_TABLE_OFFSET + 24), 0x31);
     h.dev.config_write(msix_cap + 2, &MSIX_ENABLE.to_le_bytes());
     assert_eq!(h.r32(MSIX_PBA_OFFSET), 0);
+}
+
+#[test]
+fn the_pci_cfg_capability_reaches_bar_0_through_configuration_space() {
+    let mut h = harness();
+    let cap = h.dev.config().capabilities()[5].0;
+    let data = cap + PCI_CFG_DATA;
+    // Nothing selected yet (length 0): reads 0, writes are flagged.
+    let mut word = [0u8; 4];
+    h.dev.config_read(data, &mut word);
+    assert_eq!(word, [0; 4]);
+    let before = h.errors();
+    h.dev.config_write(data, &[1, 0, 0, 0]);
+    assert_eq!(h.errors(), before + 1);
+    // Select device_status (1 byte at BAR offset 20) and write ACKNOWLEDGE through it.
+    h.dev
+        .config_write(cap + PCI_CFG_OFFSET, &20u32.to_le_bytes());
+    h.dev
+        .config_write(cap + PCI_CFG_LENGTH, &1u32.to_le_bytes());
+    h.dev.config_write(data, &[STATUS_ACKNOWLEDGE, 0, 0, 0]);
+    assert_eq!(h.status(), STATUS_ACKNOWLEDGE);
+    h.dev.config_read(data, &mut word);
+    assert_eq!(word[0], STATUS_ACKNOWLEDGE);
+    // num_queues (2 bytes at 18) reads through the window too.
+    h.dev
+        .config_write(cap + PCI_CFG_OFFSET, &18u32.to_le_bytes());
+    h.dev
+        .config_write(cap + PCI_CFG_LENGTH, &2u32.to_le_bytes());
+    h.dev.config_read(data, &mut word);
+    assert_eq!(u16::from_le_bytes([word[0], word[1]]), 2);
+    // A misaligned or oversized selection reads 0; another BAR is refused.
+    h.dev
+        .config_write(cap + PCI_CFG_OFFSET, &19u32.to_le_bytes());
+    h.dev.config_read(data, &mut word);
+    assert_eq!(word, [0; 4]);
+    h.dev
+        .config_write(cap + PCI_CFG_OFFSET, &20u32.to_le_bytes());
+    h.dev
+        .config_write(cap + PCI_CFG_LENGTH, &8u32.to_le_bytes());
+    h.dev.config_read(data, &mut word);
+    assert_eq!(word, [0; 4]);
+    h.dev
+        .config_write(cap + PCI_CFG_LENGTH, &1u32.to_le_bytes());
+    h.dev.config_write(cap + PCI_CFG_BAR, &[2]);
+    h.dev.config_read(data, &mut word);
+    assert_eq!(word, [0; 4]);
+    // The capability's type and the other header bytes stay read-only.
+    h.dev.config_write(cap, &u32::MAX.to_le_bytes());
+    assert_eq!(h.dev.config().capabilities().len(), 6);
 }
