@@ -111,7 +111,7 @@ impl PciRoot {
                     self.window_base, self.window_size
                 )));
             }
-            // The window lies below 4 GiB (checked when it is built), so this fits.
+            // 32-bit BARs: a window reaching above 4 GiB is refused here.
             let start32 = u32::try_from(start)
                 .map_err(|_| VmError::Config(format!("PCI BAR at {start:#x} is above 4 GiB")))?;
             device.config_mut().set_bar_address(bar, start32);
