@@ -4,9 +4,11 @@
 //!
 //! ```text
 //! boot_linux --kernel VMLINUX [--initrd CPIO] [--cmdline TEXT] [--mem-mib N] [--vcpus N]
-//!            [--timeout-secs N] [--mark TEXT]
+//!            [--timeout-secs N] [--mark TEXT] [--rng]
 //!            [--no-confine] [--seccomp-report] [--cgroup PATH] [--jail DIR]
 //! ```
+//! `--rng` attaches a virtio-rng on PCI (00:01.0); the default command line then leaves PCI
+//! on (no `pci=off`).
 //! `--mark` reports on stderr when TEXT first appeared on the console (e.g. a line the
 //! guest's /init prints), measured from the start of the VM build.
 //! The monitor confines itself by default (per-thread seccomp filters that kill it on a
@@ -23,11 +25,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use runvm_sandbox_vm::{
-    host, CgroupPlacement, Confinement, GuestImage, Isolation, Namespace, SeccompMode, Vm, VmConfig,
+    host, CgroupPlacement, Confinement, DeviceConfig, GuestImage, Isolation, Namespace, SeccompMode,
+    Vm, VmConfig,
 };
 
-/// `pci=off`: there is no PCI bus yet, and probing for one costs boot time.
+/// `pci=off`: without devices the PCI bus holds only the host bridge, and probing it costs
+/// boot time.
 const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k pci=off";
+const DEFAULT_CMDLINE_WITH_PCI: &str = "console=ttyS0 reboot=k";
 
 struct Args {
     kernel: PathBuf,
@@ -38,13 +43,14 @@ struct Args {
     timeout: Duration,
     mark: Option<String>,
     confinement: Option<Confinement>,
+    devices: Vec<DeviceConfig>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         kernel: PathBuf::new(),
         initrd: None,
-        cmdline: DEFAULT_CMDLINE.to_string(),
+        cmdline: String::new(),
         mem_mib: 256,
         vcpus: 1,
         timeout: Duration::from_secs(60),
@@ -55,6 +61,7 @@ fn parse_args() -> Result<Args, String> {
             filter_starting_thread: true,
             ..Confinement::standard()
         }),
+        devices: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -91,11 +98,20 @@ fn parse_args() -> Result<Args, String> {
                     Namespace::Net,
                 ];
             }
+            "--rng" => args.devices.push(DeviceConfig::Rng),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     if args.kernel.as_os_str().is_empty() {
         return Err("--kernel VMLINUX is required".into());
+    }
+    if args.cmdline.is_empty() {
+        args.cmdline = if args.devices.is_empty() {
+            DEFAULT_CMDLINE
+        } else {
+            DEFAULT_CMDLINE_WITH_PCI
+        }
+        .to_string();
     }
     Ok(args)
 }
@@ -161,6 +177,7 @@ fn main() {
         mem_size: args.mem_mib << 20,
         vcpus: args.vcpus,
         confinement: args.confinement.clone(),
+        devices: args.devices.clone(),
         ..VmConfig::default()
     };
     let image = GuestImage::Linux {

@@ -3,7 +3,8 @@
 //!
 //! The hot path, in order: open KVM and create the VM (+ irqchip/PIT), map and register
 //! guest RAM, load the guest code (+ GDT/page tables for long mode), put the devices on the
-//! port bus, create and configure the vCPUs, start one thread per vCPU.
+//! port and MMIO buses (virtio devices behind the PCI root), create and configure the vCPUs,
+//! start one thread per vCPU.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -20,7 +21,9 @@ use vmm_sys_util::signal::Killable;
 
 use crate::arch::x86_64::acpi::{self, ACPI_SLEEP_PORT};
 pub use crate::arch::x86_64::cpuid::CpuidPolicy;
-use crate::arch::x86_64::layout::{CODE_END, CODE_START};
+use crate::arch::x86_64::layout::{
+    CODE_END, CODE_START, PCI_CONFIG_PORT, PCI_CONFIG_PORT_LEN, PCI_MMIO_SIZE, PCI_MMIO_START,
+};
 use crate::arch::x86_64::{mptable, regs};
 use crate::confine::{self, ConfinedMonitor, Confinement};
 use crate::devices::acpi_sleep::AcpiSleep;
@@ -30,10 +33,15 @@ use crate::devices::legacy::serial::SerialConsole;
 use crate::devices::legacy::{
     DEBUG_EXIT_PORT, I8042_PORT, I8042_PORT_LEN, SERIAL_IRQ, SERIAL_PORT, SERIAL_PORT_LEN,
 };
-use crate::devices::PioBus;
+use crate::devices::pci::{PciConfigPorts, PciRoot};
+use crate::devices::virtio::pci::VirtioPciDevice;
+use crate::devices::virtio::rng::Rng;
+use crate::devices::virtio::VirtioDevice;
+use crate::devices::{Buses, MmioBus, PioBus};
 use crate::error::VmError;
 use crate::exit::{BuildStep, ExitReason, ExitSignal, VmOutcome};
 use crate::linux;
+use crate::vstate::irq::GsiRouter;
 use crate::vstate::kick;
 use crate::vstate::memory;
 use crate::vstate::vcpu::{BootState, Vcpu};
@@ -80,6 +88,25 @@ pub struct VmConfig {
     pub cpuid: CpuidPolicy,
     /// How the monitor confines itself when the VM starts (see `crate::confine`).
     pub confinement: Option<Confinement>,
+    /// virtio devices the monitor builds itself, on PCI bus 0 from device 1 on, in order.
+    /// Devices built by the caller go to [`Vm::build_with_devices`].
+    pub devices: Vec<DeviceConfig>,
+}
+
+/// A virtio device the monitor can build from configuration alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceConfig {
+    /// virtio-rng fed by the host's getrandom(2).
+    Rng,
+}
+
+impl DeviceConfig {
+    fn build(self) -> Box<dyn VirtioDevice> {
+        match self {
+            DeviceConfig::Rng => Box::new(Rng::new()),
+        }
+    }
 }
 
 impl Default for VmConfig {
@@ -90,6 +117,7 @@ impl Default for VmConfig {
             irqchip: IrqchipMode::Auto,
             cpuid: CpuidPolicy::default(),
             confinement: None,
+            devices: Vec::new(),
         }
     }
 }
@@ -99,7 +127,7 @@ pub struct Vm {
     // Field order is drop order: vCPU fds, then the VM fd, then the memory KVM maps.
     vcpus: Vec<Vcpu>,
     steps: Vec<BuildStep>,
-    bus: Arc<PioBus>,
+    buses: Arc<Buses>,
     signal: Arc<ExitSignal>,
     confinement: Option<Confinement>,
     kvm_vm: KvmVm,
@@ -112,6 +140,17 @@ impl Vm {
         config: &VmConfig,
         image: &GuestImage,
         serial_out: Box<dyn Write + Send>,
+    ) -> Result<Vm, VmError> {
+        Self::build_with_devices(config, image, serial_out, Vec::new())
+    }
+
+    /// Builds the VM with `devices` (already built by the caller) on PCI after those of
+    /// `config.devices`; each becomes a virtio-pci function the guest finds on bus 0.
+    pub fn build_with_devices(
+        config: &VmConfig,
+        image: &GuestImage,
+        serial_out: Box<dyn Write + Send>,
+        devices: Vec<Box<dyn VirtioDevice>>,
     ) -> Result<Vm, VmError> {
         let created = Instant::now();
         let mut steps = StepClock::new(created);
@@ -127,7 +166,14 @@ impl Vm {
         let is_linux = matches!(image, GuestImage::Linux { .. });
 
         let signal = Arc::new(ExitSignal::new(created));
-        let bus = Arc::new(build_bus(&kvm_vm, &signal, serial_out)?);
+        let pio = build_pio_bus(&kvm_vm, &signal, serial_out)?;
+        let virtio: Vec<Box<dyn VirtioDevice>> = config
+            .devices
+            .iter()
+            .map(|d| d.build())
+            .chain(devices)
+            .collect();
+        let buses = Arc::new(attach_pci(pio, &kvm_vm, &memory, virtio)?);
         steps.mark("devices");
 
         let supported = kvm_vm
@@ -154,7 +200,7 @@ impl Vm {
         Ok(Vm {
             steps: steps.into_steps(),
             vcpus,
-            bus,
+            buses,
             signal,
             confinement: config.confinement.clone(),
             kvm_vm,
@@ -193,8 +239,8 @@ impl Vm {
         };
         for vcpu in self.vcpus.drain(..) {
             let index = vcpu.index();
-            let (bus, signal, stop) = (
-                Arc::clone(&self.bus),
+            let (buses, signal, stop) = (
+                Arc::clone(&self.buses),
                 Arc::clone(&self.signal),
                 Arc::clone(&stop),
             );
@@ -203,7 +249,7 @@ impl Vm {
                 .name(format!("vcpu{index}"))
                 .spawn(move || {
                     if confine::enter_vcpu_thread(filter.as_ref(), index, &signal) {
-                        vcpu.run(bus, signal, stop)
+                        vcpu.run(buses, signal, stop)
                     }
                 })
                 .map_err(|source| VmError::VcpuThread { index, source });
@@ -340,7 +386,35 @@ fn load_code(
     })
 }
 
-fn build_bus(
+/// Puts the PCI root on both buses (conf1 ports, the MMIO window) with a virtio-pci function
+/// per device. MSI-X vectors become KVM routes only with the in-kernel irqchip; without it the
+/// devices work but cannot interrupt (tiny guests poll).
+fn attach_pci(
+    mut pio: PioBus,
+    kvm_vm: &KvmVm,
+    memory: &GuestMemoryMmap,
+    devices: Vec<Box<dyn VirtioDevice>>,
+) -> Result<Buses, VmError> {
+    let router = kvm_vm
+        .irqchip
+        .then(|| Arc::new(GsiRouter::new(Arc::clone(&kvm_vm.fd))));
+    let mut root = PciRoot::new(PCI_MMIO_START, PCI_MMIO_SIZE);
+    for device in devices {
+        let function = VirtioPciDevice::new(device, memory.clone(), router.clone())?;
+        root.add(Box::new(function))?;
+    }
+    let root = Arc::new(root);
+    pio.insert(
+        PCI_CONFIG_PORT,
+        PCI_CONFIG_PORT_LEN,
+        Box::new(PciConfigPorts::new(Arc::clone(&root))),
+    )?;
+    let mut mmio = MmioBus::new();
+    mmio.insert(PCI_MMIO_START, PCI_MMIO_SIZE, root)?;
+    Ok(Buses { pio, mmio })
+}
+
+fn build_pio_bus(
     kvm_vm: &KvmVm,
     signal: &Arc<ExitSignal>,
     serial_out: Box<dyn Write + Send>,

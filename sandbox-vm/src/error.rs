@@ -31,6 +31,9 @@ pub enum VmError {
     /// Two devices asked for overlapping port ranges.
     #[error("port range {base:#x}+{len} overlaps a device already on the bus")]
     PortOverlap { base: u16, len: u16 },
+    /// Two devices asked for overlapping MMIO ranges (or the range wraps).
+    #[error("MMIO range {base:#x}+{len:#x} overlaps a device already on the bus")]
+    MmioOverlap { base: u64, len: u64 },
     /// A vCPU thread could not be started.
     #[error("cannot start vCPU {index} thread: {source}")]
     VcpuThread {

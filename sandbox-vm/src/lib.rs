@@ -11,7 +11,8 @@
 //!
 //! The monitor runs tiny guests (real mode or 64-bit long mode) and Linux kernels (PVH
 //! entry, initramfs, ACPI and MP tables, serial console, ACPI S5 or i8042 power-off) to an
-//! exit status; `linux` lays out a Linux boot. No virtio devices yet (no block, net, vsock).
+//! exit status; `linux` lays out a Linux boot. virtio devices sit on a PCI root bus
+//! (`devices::pci`, the virtio-pci transport in `devices::virtio::pci`) with MSI-X interrupts.
 
 pub mod arch;
 pub mod builder;
@@ -25,8 +26,11 @@ pub mod host;
 pub mod linux;
 pub mod vstate;
 
-pub use builder::{CpuMode, GuestImage, IrqchipMode, RunningVm, Vm, VmConfig, VmStopper};
+pub use builder::{
+    CpuMode, DeviceConfig, GuestImage, IrqchipMode, RunningVm, Vm, VmConfig, VmStopper,
+};
 pub use confine::{CgroupPlacement, Confinement, Isolation, Namespace, SeccompMode, ThreadKind};
 pub use devices::legacy::serial::SharedBuffer;
+pub use devices::virtio::VirtioDevice;
 pub use error::VmError;
 pub use exit::{BuildStep, ExitReason, VmOutcome};

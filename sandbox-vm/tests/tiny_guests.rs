@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use runvm_sandbox_vm::arch::x86_64::cpuid::CpuidPolicy;
 use runvm_sandbox_vm::{
-    guest, CpuMode, ExitReason, GuestImage, IrqchipMode, SharedBuffer, Vm, VmConfig, VmError,
+    guest, CpuMode, DeviceConfig, ExitReason, GuestImage, IrqchipMode, SharedBuffer, Vm, VmConfig,
+    VmError,
 };
 
 /// Generous: on an emulating KVM a tiny guest needs milliseconds, but the machine is shared.
@@ -252,5 +253,96 @@ fn a_guest_the_cpu_cannot_continue_ends_with_a_reason() {
         }
         ExitReason::VcpuError { detail, .. } => assert!(detail.contains("internal error")),
         other => panic!("unexpected end: {other:?}"),
+    }
+}
+
+#[test]
+fn a_guest_finds_the_host_bridge_and_a_virtio_device_on_pci() {
+    if !kvm_usable() {
+        return;
+    }
+    let config = VmConfig {
+        devices: vec![DeviceConfig::Rng],
+        ..VmConfig::default()
+    };
+    let out = SharedBuffer::new();
+    let vm = Vm::build(
+        &config,
+        &guest::pci::long_mode_pci_scan(3, 0x21),
+        Box::new(out.clone()),
+    )
+    .expect("VM builds");
+    let outcome = vm.run(LIMIT).expect("VM starts");
+    assert_eq!(outcome.reason, ExitReason::DebugExit { status: 0x21 });
+    let ids: Vec<u32> = out
+        .contents()
+        .chunks(4)
+        .map(|c| u32::from_le_bytes(c.try_into().expect("whole dwords")))
+        .collect();
+    // Host bridge (1b36:0008), virtio-rng (1af4:1044), then nothing (all ones).
+    assert_eq!(ids, vec![0x0008_1b36, 0x1044_1af4, u32::MAX]);
+}
+
+#[test]
+fn a_guest_without_devices_sees_only_the_host_bridge() {
+    if !kvm_usable() {
+        return;
+    }
+    let out = SharedBuffer::new();
+    let vm = Vm::build(
+        &VmConfig::default(),
+        &guest::pci::long_mode_pci_scan(2, 0x22),
+        Box::new(out.clone()),
+    )
+    .expect("VM builds");
+    let outcome = vm.run(LIMIT).expect("VM starts");
+    assert_eq!(outcome.reason, ExitReason::DebugExit { status: 0x22 });
+    assert_eq!(
+        out.contents(),
+        [0x36, 0x1b, 0x08, 0x00, 0xff, 0xff, 0xff, 0xff]
+    );
+}
+
+#[test]
+fn a_guest_reads_random_bytes_through_virtio_rng() {
+    if !kvm_usable() {
+        return;
+    }
+    for irqchip in [IrqchipMode::Auto, IrqchipMode::Off] {
+        let config = VmConfig {
+            devices: vec![DeviceConfig::Rng],
+            irqchip,
+            ..VmConfig::default()
+        };
+        let out = SharedBuffer::new();
+        let vm = Vm::build(
+            &config,
+            &guest::pci::long_mode_virtio_rng_read(0x23),
+            Box::new(out.clone()),
+        )
+        .expect("VM builds");
+        let outcome = vm.run(LIMIT).expect("VM starts");
+        assert_eq!(
+            outcome.reason,
+            ExitReason::DebugExit { status: 0x23 },
+            "{irqchip:?}"
+        );
+        let bytes = out.contents();
+        let request = guest::pci::RNG_REQUEST as usize;
+        assert_eq!(bytes.len(), 3 + request, "{irqchip:?}: {bytes:x?}");
+        assert_eq!(
+            bytes[0], 0x0f,
+            "ACK|DRIVER|FEATURES_OK|DRIVER_OK, no NEEDS_RESET"
+        );
+        assert_eq!(bytes[1], b'1', "one used buffer");
+        assert_eq!(
+            usize::from(bytes[2]),
+            request,
+            "the device filled all of it"
+        );
+        assert!(
+            bytes[3..].iter().any(|b| *b != 0),
+            "{irqchip:?}: random bytes, not the zeroed buffer: {bytes:x?}"
+        );
     }
 }

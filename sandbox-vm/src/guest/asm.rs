@@ -142,6 +142,109 @@ impl Asm {
             .emit(&[0xee]) // out dx, al
     }
 
+    /// `mov eax, imm32` (B8 id; 66 B8 id in real mode).
+    pub fn mov_eax(&mut self, value: u32) -> &mut Self {
+        if self.bits == Bits::Real16 {
+            self.emit(&[0x66]);
+        }
+        self.emit(&[0xb8]).emit(&value.to_le_bytes())
+    }
+
+    /// `out dx, eax` (EF; 66 EF in real mode).
+    pub fn out_dx_eax(&mut self) -> &mut Self {
+        if self.bits == Bits::Real16 {
+            self.emit(&[0x66]);
+        }
+        self.emit(&[0xef])
+    }
+
+    /// `in eax, dx` (ED; 66 ED in real mode).
+    pub fn in_eax_dx(&mut self) -> &mut Self {
+        if self.bits == Bits::Real16 {
+            self.emit(&[0x66]);
+        }
+        self.emit(&[0xed])
+    }
+
+    /// Sends the 4 bytes of eax, low byte first, to the port in dx: `out dx, al;
+    /// shr eax, 8` four times (EE; C1 E8 08, with 66 before the shift in real mode).
+    pub fn out_dx_eax_bytes(&mut self) -> &mut Self {
+        for _ in 0..4 {
+            self.emit(&[0xee]);
+            if self.bits == Bits::Real16 {
+                self.emit(&[0x66]);
+            }
+            self.emit(&[0xc1, 0xe8, 0x08]);
+        }
+        self
+    }
+
+    /// `mov ebx, eax` (89 C3; 66 89 C3 in real mode). In 64-bit mode this zero-extends.
+    pub fn mov_ebx_eax(&mut self) -> &mut Self {
+        if self.bits == Bits::Real16 {
+            self.emit(&[0x66]);
+        }
+        self.emit(&[0x89, 0xc3])
+    }
+
+    /// 64-bit only: `mov rax, imm64; mov [abs32], rax` (48 B8 iq; 48 89 04 25 id).
+    pub fn store_u64(&mut self, addr: u32, value: u64) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        self.emit(&[0x48, 0xb8])
+            .emit(&value.to_le_bytes())
+            .emit(&[0x48, 0x89, 0x04, 0x25])
+            .emit(&addr.to_le_bytes())
+    }
+
+    /// 64-bit only: `mov byte/word/dword [rbx + disp32], imm` (C6 83 / 66 C7 83 / C7 83),
+    /// for MMIO registers at an offset from a base held in rbx.
+    pub fn store_rbx(&mut self, disp: u32, width: u8, value: u32) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        match width {
+            1 => self
+                .emit(&[0xc6, 0x83])
+                .emit(&disp.to_le_bytes())
+                .emit(&[value as u8]),
+            2 => self
+                .emit(&[0x66, 0xc7, 0x83])
+                .emit(&disp.to_le_bytes())
+                .emit(&(value as u16).to_le_bytes()),
+            _ => self
+                .emit(&[0xc7, 0x83])
+                .emit(&disp.to_le_bytes())
+                .emit(&value.to_le_bytes()),
+        }
+    }
+
+    /// 64-bit only: `mov al, [rbx + disp32]` (8A 83 id).
+    pub fn load_al_rbx(&mut self, disp: u32) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        self.emit(&[0x8a, 0x83]).emit(&disp.to_le_bytes())
+    }
+
+    /// 64-bit only: `mov al, [abs32]` (8A 04 25 id).
+    pub fn load_al(&mut self, addr: u32) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        self.emit(&[0x8a, 0x04, 0x25]).emit(&addr.to_le_bytes())
+    }
+
+    /// `add al, imm8` (04 ib).
+    pub fn add_al(&mut self, value: u8) -> &mut Self {
+        self.emit(&[0x04, value])
+    }
+
+    /// `out dx, al` (EE).
+    pub fn out_dx_al(&mut self) -> &mut Self {
+        self.emit(&[0xee])
+    }
+
+    /// 64-bit only: `mov rax, cr3; mov cr3, rax` (0F 20 D8; 0F 22 D8): flushes the TLB
+    /// after the guest edited its page tables.
+    pub fn reload_cr3(&mut self) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        self.emit(&[0x0f, 0x20, 0xd8, 0x0f, 0x22, 0xd8])
+    }
+
     /// `jmp $` (EB FE): spin forever.
     pub fn spin(&mut self) -> &mut Self {
         self.emit(&[0xeb, 0xfe])

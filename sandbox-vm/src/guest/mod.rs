@@ -3,6 +3,7 @@
 //! KVM that emulates every instruction (about 1 µs each on a PVM host).
 
 pub mod asm;
+pub mod pci;
 pub mod pvh_elf;
 
 use asm::{Asm, Bits};

@@ -9,7 +9,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 use super::kick::KickTarget;
 use crate::arch::x86_64::cpuid::{self, CpuidPolicy};
 use crate::arch::x86_64::{lapic, msrs, regs};
-use crate::devices::PioBus;
+use crate::devices::Buses;
 use crate::error::VmError;
 use crate::exit::{ExitReason, ExitSignal};
 
@@ -119,8 +119,8 @@ impl Vcpu {
     }
 
     /// The vCPU thread body: runs the guest until `stop` is set or the VM ends, routing
-    /// port I/O to `bus` and reporting how the guest ended to `signal`.
-    pub fn run(mut self, bus: Arc<PioBus>, signal: Arc<ExitSignal>, stop: Arc<AtomicBool>) {
+    /// port I/O and MMIO to `buses` and reporting how the guest ended to `signal`.
+    pub fn run(mut self, buses: Arc<Buses>, signal: Arc<ExitSignal>, stop: Arc<AtomicBool>) {
         let _kick = KickTarget::arm(self.fd.get_kvm_run());
         while !stop.load(Ordering::Acquire) {
             let ended = match self.fd.run() {
@@ -128,7 +128,7 @@ impl Vcpu {
                     vcpu: self.index,
                     detail: internal_error_detail(self.fd.get_kvm_run()),
                 }),
-                Ok(exit) => handle_exit(self.index, exit, &bus),
+                Ok(exit) => handle_exit(self.index, exit, &buses),
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     // A kick (or another signal): clear the flag, then re-check `stop`.
                     self.fd.set_kvm_immediate_exit(0);
@@ -174,23 +174,26 @@ fn internal_error_detail(run: &kvm_bindings::kvm_run) -> String {
 }
 
 /// Handles one KVM exit; returns why the VM ends, if it does.
-fn handle_exit(index: u8, exit: VcpuExit<'_>, bus: &PioBus) -> Option<ExitReason> {
+fn handle_exit(index: u8, exit: VcpuExit<'_>, buses: &Buses) -> Option<ExitReason> {
     match exit {
         VcpuExit::IoOut(port, data) => {
             // Unclaimed ports are ignored, as on a PC without that device.
-            bus.write(port, data);
+            buses.pio.write(port, data);
             None
         }
         VcpuExit::IoIn(port, data) => {
-            bus.read(port, data);
+            buses.pio.read(port, data);
             None
         }
-        // No MMIO devices yet: reads float high, writes vanish.
-        VcpuExit::MmioRead(_, data) => {
-            data.fill(0xff);
+        // Unclaimed addresses: reads float high, writes vanish.
+        VcpuExit::MmioRead(addr, data) => {
+            buses.mmio.read(addr, data);
             None
         }
-        VcpuExit::MmioWrite(..) => None,
+        VcpuExit::MmioWrite(addr, data) => {
+            buses.mmio.write(addr, data);
+            None
+        }
         VcpuExit::Hlt => Some(ExitReason::Halted { vcpu: index }),
         VcpuExit::Shutdown => Some(ExitReason::GuestShutdown {
             vcpu: index,

@@ -1,5 +1,7 @@
 //! The KVM VM object: /dev/kvm, the VM fd, and the in-kernel interrupt controllers.
 
+use std::sync::Arc;
+
 use kvm_bindings::{kvm_pit_config, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Kvm, VmFd};
 use serde::Serialize;
@@ -23,7 +25,8 @@ pub enum IrqchipMode {
 /// A created VM with its interrupt controllers in place.
 pub struct KvmVm {
     pub kvm: Kvm,
-    pub fd: VmFd,
+    /// Shared with the interrupt router, which sets routes while the VM runs.
+    pub fd: Arc<VmFd>,
     /// True when the in-kernel irqchip and PIT exist.
     pub irqchip: bool,
     /// Why there is no irqchip, when `Auto` had to do without.
@@ -47,7 +50,7 @@ impl KvmVm {
         };
         Ok(KvmVm {
             kvm,
-            fd,
+            fd: Arc::new(fd),
             irqchip,
             irqchip_note,
         })

@@ -3,10 +3,18 @@
 //!
 //! The platform is "hardware-reduced" ACPI (no PM timer, no SCI, no legacy PIC setup): an
 //! RSDP pointing at an XSDT listing a FADT (with a sleep control register on port
-//! [`ACPI_SLEEP_PORT`]), a MADT (one local APIC per vCPU, the IO-APIC) and a DSDT that only
-//! declares the S5 (soft-off) sleep state. The acpi_tables crate encodes them.
+//! [`ACPI_SLEEP_PORT`]), a MADT (one local APIC per vCPU, the IO-APIC) and a DSDT that
+//! declares the S5 (soft-off) sleep state, COM1 and the PCI host bridge (PCI0: bus 0, the
+//! conf1 ports, the 32-bit MMIO window). The acpi_tables crate encodes them.
+//!
+//! PCI0 is a conventional PCI root (PNP0A03) reached through the 0xCF8/0xCFC ports only: no
+//! MCFG/ECAM (the virtio capabilities all sit in the first 256 bytes) and no _PRT (devices
+//! have no INTx pins; they interrupt with MSI-X, which the FADT leaves enabled).
 
-use acpi_tables::aml::{Device, EISAName, Interrupt, Name, Package, Path, ResourceTemplate, IO};
+use acpi_tables::aml::{
+    AddressSpace as AmlAddressSpace, AddressSpaceCacheable, Device, EISAName, Interrupt, Name,
+    Package, Path, ResourceTemplate, IO,
+};
 use acpi_tables::fadt::{FADTBuilder, Flags};
 use acpi_tables::gas::{AccessSize, AddressSpace, GAS};
 use acpi_tables::madt::{
@@ -18,7 +26,10 @@ use acpi_tables::xsdt::XSDT;
 use acpi_tables::Aml;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::layout::{ACPI_END, ACPI_START, APIC_BASE, IOAPIC_BASE};
+use super::layout::{
+    ACPI_END, ACPI_START, APIC_BASE, IOAPIC_BASE, PCI_CONFIG_PORT, PCI_CONFIG_PORT_LEN,
+    PCI_MMIO_SIZE, PCI_MMIO_START,
+};
 use crate::devices::legacy::{SERIAL_IRQ, SERIAL_PORT, SERIAL_PORT_LEN};
 use crate::error::VmError;
 
@@ -38,6 +49,9 @@ const DSDT_REVISION: u8 = 6;
 /// latter Linux probes ports 0x70/0x71, which read as all ones here, for seconds.
 const IAPC_BOOT_ARCH_NO_VGA: u16 = 1 << 2;
 const IAPC_BOOT_ARCH_NO_CMOS_RTC: u16 = 1 << 5;
+/// "MSI not supported": must stay clear, PCI devices interrupt only through MSI-X.
+#[cfg(test)]
+const IAPC_BOOT_ARCH_NO_MSI: u16 = 1 << 3;
 
 fn to_bytes(table: &dyn Aml) -> Vec<u8> {
     let mut bytes = Vec::new();
@@ -65,7 +79,40 @@ fn dsdt() -> Vec<u8> {
     let crs = Name::new(Path::new("_CRS"), &resources);
     let com1 = Device::new(Path::new("_SB_.COM1"), vec![&hid, &uid, &crs]);
     dsdt.append_slice(&to_bytes(&com1));
+    dsdt.append_slice(&pci_host_bridge());
     dsdt.as_slice().to_vec()
+}
+
+/// `Device (_SB.PCI0)`: the root bridge and the resources it decodes: bus 0, the conf1
+/// ports, the rest of the port space as windows, and the MMIO window BARs are placed in.
+fn pci_host_bridge() -> Vec<u8> {
+    let hid = Name::new(Path::new("_HID"), &EISAName::new("PNP0A03"));
+    let uid = Name::new(Path::new("_UID"), &0u8);
+    let seg = Name::new(Path::new("_SEG"), &0u8);
+    let bbn = Name::new(Path::new("_BBN"), &0u8);
+    let buses = AmlAddressSpace::<u16>::new_bus_number(0, 0);
+    let config_ports = IO::new(
+        PCI_CONFIG_PORT,
+        PCI_CONFIG_PORT,
+        1,
+        PCI_CONFIG_PORT_LEN as u8,
+    );
+    let io_low = AmlAddressSpace::<u16>::new_io(0, PCI_CONFIG_PORT - 1, None);
+    let io_high =
+        AmlAddressSpace::<u16>::new_io(PCI_CONFIG_PORT + PCI_CONFIG_PORT_LEN, 0xffff, None);
+    let window_end = PCI_MMIO_START + PCI_MMIO_SIZE - 1;
+    // The window sits below 4 GiB by construction (layout.rs): a DWord descriptor holds it.
+    let mmio = AmlAddressSpace::<u32>::new_memory(
+        AddressSpaceCacheable::NotCacheable,
+        true,
+        PCI_MMIO_START as u32,
+        window_end as u32,
+        None,
+    );
+    let resources = ResourceTemplate::new(vec![&buses, &config_ports, &io_low, &io_high, &mmio]);
+    let crs = Name::new(Path::new("_CRS"), &resources);
+    let pci0 = Device::new(Path::new("_SB_.PCI0"), vec![&hid, &uid, &seg, &bbn, &crs]);
+    to_bytes(&pci0)
 }
 
 fn fadt(dsdt_addr: u64) -> Vec<u8> {
@@ -183,6 +230,7 @@ mod tests {
         let fadt = read_table(&mem, entries[0]);
         let boot_arch = u16::from_le_bytes([fadt[109], fadt[110]]);
         assert_ne!(boot_arch & IAPC_BOOT_ARCH_NO_CMOS_RTC, 0);
+        assert_eq!(boot_arch & IAPC_BOOT_ARCH_NO_MSI, 0, "MSI stays allowed");
         for addr in &entries {
             assert!(checksum_ok(&read_table(&mem, *addr)));
         }
@@ -205,5 +253,26 @@ mod tests {
         assert!(checksum_ok(&dsdt));
         assert!(dsdt.windows(4).any(|w| w == b"_S5_"));
         assert!(dsdt.windows(4).any(|w| w == b"COM1"));
+    }
+
+    #[test]
+    fn the_dsdt_declares_the_pci_root_with_its_windows() {
+        let dsdt = dsdt();
+        assert!(dsdt.windows(4).any(|w| w == b"PCI0"));
+        // PNP0A03 as a compressed EISA id: 0x41d0 ("PNP") then 0x0a03.
+        assert!(dsdt.windows(5).any(|w| w == [0x0c, 0x41, 0xd0, 0x0a, 0x03]));
+        // The DWord memory descriptor (0x87) covering the MMIO window: its min and max
+        // follow tag, length, type, flags, type flags and granularity (10 bytes).
+        let mut window = PCI_MMIO_START.to_le_bytes()[..4].to_vec();
+        window.extend_from_slice(&((PCI_MMIO_START + PCI_MMIO_SIZE - 1) as u32).to_le_bytes());
+        let at = dsdt
+            .windows(8)
+            .position(|w| w == window.as_slice())
+            .expect("MMIO window in _CRS");
+        assert_eq!(dsdt[at - 10], 0x87, "DWord address space descriptor");
+        // The conf1 ports: an IO descriptor (0x47) for 0xCF8, 8 ports.
+        assert!(dsdt
+            .windows(8)
+            .any(|w| w == [0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08]));
     }
 }

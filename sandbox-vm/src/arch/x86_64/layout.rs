@@ -47,3 +47,16 @@ pub const IOAPIC_BASE: u32 = 0xfec0_0000;
 /// ACPI tables (RSDP first) in the BIOS area, reported as reserved in the memory map.
 pub const ACPI_START: u64 = 0xe_0000;
 pub const ACPI_END: u64 = 0xf_0000;
+
+// --- PCI ------------------------------------------------------------------------------
+
+/// The 32-bit MMIO window PCI BARs are placed in: from the top of the largest guest RAM
+/// ([`MAX_GUEST_MEMORY`]) up to 0xE000_0000, leaving the space below the IO-APIC free for an
+/// ECAM region later.
+pub const PCI_MMIO_START: u64 = MAX_GUEST_MEMORY as u64;
+pub const PCI_MMIO_SIZE: u64 = 0x2000_0000;
+/// The PCI configuration mechanism #1 ports: address at 0xCF8, data at 0xCFC..0xCFF.
+pub const PCI_CONFIG_PORT: u16 = 0xcf8;
+pub const PCI_CONFIG_PORT_LEN: u16 = 8;
+/// The first GSI above the IO-APIC's 24 pins: MSI vectors are routed from here up.
+pub const MSI_GSI_START: u32 = 24;

@@ -14,6 +14,8 @@
 
 pub mod block;
 pub mod console;
+pub mod pci;
+pub mod rng;
 pub mod vsock;
 
 use std::sync::Arc;
