@@ -4,11 +4,14 @@
 //!
 //! ```text
 //! boot_linux --kernel VMLINUX [--initrd CPIO] [--cmdline TEXT] [--mem-mib N] [--vcpus N]
-//!            [--timeout-secs N] [--mark TEXT] [--rng]
+//!            [--timeout-secs N] [--mark TEXT] [--rng] [--blk IMAGE[:ro]]...
+//!            [--vsock-uds PATH [--vsock-cid N]]
 //!            [--no-confine] [--seccomp-report] [--cgroup PATH] [--jail DIR]
 //! ```
-//! `--rng` attaches a virtio-rng on PCI (00:01.0); the default command line then leaves PCI
-//! on (no `pci=off`).
+//! Devices go on PCI bus 0 from 00:01.0 in this order: `--rng` (virtio-rng), each `--blk`
+//! (virtio-blk on a raw image, `:ro` read-only), `--vsock-uds` (virtio-vsock whose host end
+//! listens on PATH, guest CID 3 unless `--vsock-cid`). With any device the default command
+//! line leaves PCI on (no `pci=off`).
 //! `--mark` reports on stderr when TEXT first appeared on the console (e.g. a line the
 //! guest's /init prints), measured from the start of the VM build.
 //! The monitor confines itself by default (per-thread seccomp filters that kill it on a
@@ -24,9 +27,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use runvm_sandbox_vm::devices::virtio::block::Block;
+use runvm_sandbox_vm::devices::virtio::vsock::Vsock;
+use runvm_sandbox_vm::devices::virtio::VirtioDevice;
 use runvm_sandbox_vm::{
-    host, CgroupPlacement, Confinement, DeviceConfig, GuestImage, Isolation, Namespace, SeccompMode,
-    Vm, VmConfig,
+    host, CgroupPlacement, Confinement, DeviceConfig, GuestImage, Isolation, Namespace,
+    SeccompMode, Vm, VmConfig,
 };
 
 /// `pci=off`: without devices the PCI bus holds only the host bridge, and probing it costs
@@ -44,6 +50,8 @@ struct Args {
     mark: Option<String>,
     confinement: Option<Confinement>,
     devices: Vec<DeviceConfig>,
+    disks: Vec<(PathBuf, bool)>,
+    vsock: Option<(PathBuf, u64)>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -62,7 +70,10 @@ fn parse_args() -> Result<Args, String> {
             ..Confinement::standard()
         }),
         devices: Vec::new(),
+        disks: Vec::new(),
+        vsock: None,
     };
+    let mut vsock_cid = 3;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -99,14 +110,28 @@ fn parse_args() -> Result<Args, String> {
                 ];
             }
             "--rng" => args.devices.push(DeviceConfig::Rng),
+            "--blk" => {
+                let spec = value()?;
+                let (path, read_only) = match spec.strip_suffix(":ro") {
+                    Some(path) => (path.to_string(), true),
+                    None => (spec, false),
+                };
+                args.disks.push((PathBuf::from(path), read_only));
+            }
+            "--vsock-uds" => args.vsock = Some((PathBuf::from(value()?), 0)),
+            "--vsock-cid" => vsock_cid = number(value()?)?,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     if args.kernel.as_os_str().is_empty() {
         return Err("--kernel VMLINUX is required".into());
     }
+    if let Some((_, cid)) = args.vsock.as_mut() {
+        *cid = vsock_cid;
+    }
     if args.cmdline.is_empty() {
-        args.cmdline = if args.devices.is_empty() {
+        let no_devices = args.devices.is_empty() && args.disks.is_empty() && args.vsock.is_none();
+        args.cmdline = if no_devices {
             DEFAULT_CMDLINE
         } else {
             DEFAULT_CMDLINE_WITH_PCI
@@ -157,6 +182,22 @@ impl Write for Console {
     }
 }
 
+/// The block and vsock devices, opened here so that a bad path fails before the VM exists.
+fn caller_built_devices(args: &Args) -> Result<Vec<Box<dyn VirtioDevice>>, String> {
+    let mut devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
+    for (path, read_only) in &args.disks {
+        let disk =
+            Block::open(path, *read_only).map_err(|e| format!("--blk {}: {e}", path.display()))?;
+        devices.push(Box::new(disk));
+    }
+    if let Some((uds, cid)) = &args.vsock {
+        let vsock = Vsock::new(*cid, uds.clone())
+            .map_err(|e| format!("--vsock-uds {}: {e}", uds.display()))?;
+        devices.push(Box::new(vsock));
+    }
+    Ok(devices)
+}
+
 fn main() {
     let args = match parse_args() {
         Ok(args) => args,
@@ -173,6 +214,13 @@ fn main() {
             report.mode, report.explanation
         );
     }
+    let devices = match caller_built_devices(&args) {
+        Ok(devices) => devices,
+        Err(e) => {
+            eprintln!("boot_linux: {e}");
+            std::process::exit(3);
+        }
+    };
     let config = VmConfig {
         mem_size: args.mem_mib << 20,
         vcpus: args.vcpus,
@@ -193,8 +241,8 @@ fn main() {
         window: Vec::new(),
         seen: Arc::clone(&seen),
     };
-    let outcome =
-        Vm::build(&config, &image, Box::new(console)).and_then(|vm| vm.run(Some(args.timeout)));
+    let outcome = Vm::build_with_devices(&config, &image, Box::new(console), devices)
+        .and_then(|vm| vm.run(Some(args.timeout)));
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(e) => {
