@@ -2,8 +2,8 @@
 //!
 //! Layout mirrors the machine (after Firecracker): `arch` builds the x86_64 boot state
 //! (memory layout, GDT, page tables, CPUID), `vstate` holds the KVM objects (VM, vCPU run
-//! loop, guest memory), `devices` the port-I/O bus and the legacy devices (16550 serial,
-//! i8042, debug-exit port), `builder` assembles a [`Vm`] from a [`VmConfig`] and a guest
+//! loop, guest memory, interrupt routes), `devices` the port-I/O and MMIO buses, the legacy
+//! devices (16550 serial, i8042, debug-exit port), PCI and virtio, `builder` assembles a [`Vm`] from a [`VmConfig`] and a guest
 //! image. `host` tells whether this machine can run guests in hardware at all, and
 //! `guest` assembles the tiny guests the tests and the calibration run use. `confine` is
 //! how the monitor confines itself when the VM starts (per-thread seccomp filters, no
@@ -12,7 +12,8 @@
 //! The monitor runs tiny guests (real mode or 64-bit long mode) and Linux kernels (PVH
 //! entry, initramfs, ACPI and MP tables, serial console, ACPI S5 or i8042 power-off) to an
 //! exit status; `linux` lays out a Linux boot. virtio devices sit on a PCI root bus
-//! (`devices::pci`, the virtio-pci transport in `devices::virtio::pci`) with MSI-X interrupts.
+//! (`devices::pci`, the virtio-pci transport in `devices::virtio::pci`) with MSI-X interrupts:
+//! rng, blk, console and vsock, each reaching guest memory only through `dma`.
 
 pub mod arch;
 pub mod builder;
