@@ -98,14 +98,16 @@ one() {
     seen=$($B grep -a -o 'runvm-L2-init-ok uptime=[0-9.]* cpus=[0-9]*' /tmp/console | $B head -n 1)
     reported=$($B grep -a -o 'guest RAM resident at the end: [0-9]*' /tmp/console | $B grep -o '[0-9]*$')
     running=$($B grep -a -o 'vCPUs running after [0-9.]*' /tmp/console | $B grep -o '[0-9.]*$')
-    echo "vmm-extra label=$label run=$run ${seen#runvm-L2-init-ok } reported_guest_kib=${reported:--1} vcpus_running_ms=${running:--1}"
+    marked=$($B grep -a -o '"runvm-L2-init-start" seen after [0-9.]*' /tmp/console | $B grep -o '[0-9.]*$')
+    echo "vmm-extra label=$label run=$run ${seen#runvm-L2-init-ok } reported_guest_kib=${reported:--1}" \
+        "vcpus_running_ms=${running:--1} own_mark_ms=${marked:--1}"
     steps=$($B grep -a -o 'build steps done after: .*' /tmp/console | $B head -n 1)
     [ -z "$steps" ] || echo "vmm-steps label=$label run=$run ${steps#build steps done after: }"
     [ -n "$seen" ] || { echo "vmm-console-of $label run $run:"; $B cat /tmp/console; }
 }
 runvm() {
     one runvm "$1" /bin/boot_linux --kernel /l2/vmlinux --initrd /l2/initrd.cpio --mem-mib "$MIB" \
-        --vcpus "$VCPUS" --timeout-secs 120 --cmdline "$CMDLINE"
+        --vcpus "$VCPUS" --timeout-secs 120 --mark runvm-L2-init-start --cmdline "$CMDLINE"
 }
 qemu() {
     # shellcheck disable=SC2086 # the option lists are meant to split

@@ -57,6 +57,17 @@ for label in LABELS:
         "reported": [s.get("reported_guest_kib") for s in good],
         "vcpus_running": med("vcpus_running_ms") if label == "runvm" else None,
     }
+    if label == "runvm" and all(float(s.get("own_mark_ms", -1)) >= 0 for s in good):
+        # boot_linux's own clock starts at the VM build: split the time to /init into the
+        # process start (exec, host probe), the VM build, the guest before its clock starts
+        # (firmware-free PVH entry, early kernel) and the guest's uptime.
+        rows[label]["split"] = {
+            "exec_ms": statistics.median(float(s["init_ms"]) - float(s["own_mark_ms"]) for s in good),
+            "build_ms": med("vcpus_running_ms"),
+            "early_ms": statistics.median(float(s["own_mark_ms"]) - float(s["vcpus_running_ms"])
+                                          - 1000.0 * float(s["uptime"]) for s in good),
+            "uptime_ms": med("uptime", 1000.0),
+        }
 
 
 def mib(kib):
@@ -74,7 +85,9 @@ lines = [
     f"entry + a busybox initramfs) {runs} times after one warm-up, {l2_mib} MiB and {l2_vcpus} vCPU, "
     "serial console, the VMMs taking turns. L1 runs under TCG, so absolute times are far above "
     "bare metal (every L2 exit goes through an emulated SVM); all VMMs ran under the same conditions, "
-    "which is what the comparison needs.",
+    "which is what the comparison needs. Load average of this 2-core host (shared with other work) when "
+    f"the report was written: {' '.join(open('/proc/loadavg').read().split()[:3])}; single runs vary by "
+    "up to 2x under that load (see min-max), medians less.",
     "",
     f"Guest command line (all VMMs): `{cmdline}`. QEMU: `-M microvm,x-option-roms=off -enable-kvm "
     f"-cpu host -m {l2_mib} -smp {l2_vcpus} -nodefaults -no-user-config -nographic -serial stdio "
@@ -127,10 +140,15 @@ if "runvm" in rows and "qemu" in rows:
                        f"{a['init'] / m['init']:.2f}x ({a['init']:.0f} vs {m['init']:.0f} ms)"))
     lines += ["", "## Targets (monitor issue)", "", "| target | met | measured |", "|---|---|---|"]
     lines += [f"| {n} | {'yes' if ok else 'no'} | {v} |" for n, ok, v in checks]
-    if a["vcpus_running"] is not None:
-        lines += ["", f"Where runvm's time goes: its build steps (VM, guest memory + kernel/initramfs load, "
-                  f"devices, vCPUs) were done after {a['vcpus_running']:.0f} ms (median), measured by "
-                  "boot_linux from the start of the VM build; the rest of its time to /init is the guest."]
+    if "split" in a:
+        p = a["split"]
+        lines += ["", "Where runvm's time to /init goes (medians; boot_linux's own clock, `--mark`, starts "
+                  "at the VM build):", "",
+                  "| part | ms |", "|---|---|",
+                  f"| fork+exec of the static monitor, host probe, argument parsing | {p['exec_ms']:.0f} |",
+                  f"| VM build: KVM VM, guest RAM, kernel + initramfs load, devices, vCPUs | {p['build_ms']:.0f} |",
+                  f"| guest before its clock starts (PVH entry, early kernel setup) | {p['early_ms']:.0f} |",
+                  f"| guest kernel boot to /init by its own uptime | {p['uptime_ms']:.0f} |"]
         if runvm_steps:
             lines += ["", f"Steps of the last runvm run (ms since the VM build started): {runvm_steps}."]
 if failures:
