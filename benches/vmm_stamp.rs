@@ -54,7 +54,9 @@ fn parse_args() -> Result<Args, String> {
             "--mark" => args.mark = value.into_bytes(),
             "--sample-at" => args.sample_at = value.into_bytes(),
             "--guest-mib" => {
-                let mib: u64 = value.parse().map_err(|e| format!("--guest-mib {value:?}: {e}"))?;
+                let mib: u64 = value
+                    .parse()
+                    .map_err(|e| format!("--guest-mib {value:?}: {e}"))?;
                 args.guest_kib = mib * 1024;
             }
             "--console" => args.console = value,
@@ -89,7 +91,11 @@ impl Watch {
             return false;
         }
         self.tail.extend_from_slice(chunk);
-        if self.tail.windows(self.needle.len()).any(|w| w == self.needle) {
+        if self
+            .tail
+            .windows(self.needle.len())
+            .any(|w| w == self.needle)
+        {
             self.seen = true;
             return true;
         }
@@ -161,7 +167,10 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let open = OpenOptions::new().create(true).append(true).open(&args.console);
+    let open = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&args.console);
     let mut console = match open {
         Ok(f) => f,
         Err(e) => {
@@ -169,7 +178,10 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let stderr = console.try_clone().map(Stdio::from).unwrap_or(Stdio::null());
+    let stderr = console
+        .try_clone()
+        .map(Stdio::from)
+        .unwrap_or(Stdio::null());
     let started = Instant::now();
     let spawned = Command::new(&args.command[0])
         .args(&args.command[1..])
