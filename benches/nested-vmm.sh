@@ -55,24 +55,24 @@ cp "$stamp" "$l1/bin/vmm_stamp"
 cp "$boot_linux" "$l1/bin/boot_linux"
 
 # A dynamically linked program with the libraries ldd lists, at the same paths (Debian
-# ships no static qemu-system build). $1: the L1 root, $2: the program.
+# ships no static qemu-system build). $1: the L1 root, $2: the program. Sets `packed_kib`
+# to the size of the program and its libraries.
 pack_dynamic() {
-    local root=$1 program=$2 lib
-    mkdir -p "$root$(dirname "$program")"
-    cp "$program" "$root$program"
-    for lib in $(ldd "$program" | grep -o '/[^ ]*'); do
-        mkdir -p "$root$(dirname "$lib")"
-        cp -L "$lib" "$root$lib"
+    local root=$1 program=$2 file
+    packed_kib=0
+    for file in "$program" $(ldd "$program" | grep -o '/[^ ]*'); do
+        mkdir -p "$root$(dirname "$file")"
+        cp -L "$file" "$root$file"
+        packed_kib=$((packed_kib + $(du -sk "$root$file" | cut -f1)))
     done
 }
 pack_dynamic "$l1" /usr/bin/qemu-system-x86_64
+qemu_libs_kib=$packed_kib
 pack_dynamic "$l1" /usr/bin/qemu-system-x86_64-microvm
 # microvm's firmware is qboot (bios-microvm.bin, a link to qboot.rom); it loads the PVH
 # kernel from fw_cfg, so no option ROM is needed (x-option-roms=off).
 mkdir -p "$l1/usr/share/qemu"
 cp -L /usr/share/qemu/bios-microvm.bin "$l1/usr/share/qemu/bios-microvm.bin"
-qemu_libs_kib=$(cd "$l1" && du -skL usr/bin/qemu-system-x86_64 $(ldd /usr/bin/qemu-system-x86_64 \
-    | grep -o '/[^ ]*' | sed 's|^/||') | awk '{s += $1} END {print s}')
 
 cat >"$l1/bench.env" <<ENV
 RUNS=$runs
@@ -131,7 +131,10 @@ BENCH
 chmod 755 "$l1/bench.sh"
 {
     nested_l1_init_head
-    printf '/bench.sh\n$B poweroff -f\n'
+    cat <<'TAIL'
+/bench.sh
+$B poweroff -f
+TAIL
 } >"$l1/init"
 chmod 755 "$l1/init"
 mkcpio "$l1" "$cache/vmm-l1.cpio"

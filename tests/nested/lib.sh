@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2154 # repo, cache and started come from the sourcing script
 # Shared pieces of runvm's nested test host (KVM inside an L1 Linux under QEMU TCG), sourced
 # by tests/nested/run.sh (the boot test) and benches/nested-vmm.sh (runvm vs QEMU microvm).
 # The sourcing script sets `repo`, `cache` and `started` (date +%s.%N) first, and may set
@@ -14,9 +16,9 @@ nested_cache_init() {
     [ -f "$cache/.gitignore" ] || printf '*\n' >"$cache/.gitignore"
 }
 
-# Installs what the host side needs; extra Debian packages may be named as arguments.
+# Installs what the host side needs.
 nested_host_tools() {
-    local need=("$@")
+    local need=()
     command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
     command -v cpio >/dev/null || need+=(cpio)
     command -v zstd >/dev/null || need+=(zstd)
@@ -97,7 +99,7 @@ mkcpio() { (cd "$1" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) 
 # shell lines in $3 (may be empty), and powers off (ACPI S5 through the monitor's sleep
 # control register). Written to $2.
 nested_make_l2() {
-    local marker=$1 out=$2 extra=${3:-} root=$cache/l2-root
+    local marker=$1 out=$2 extra=${3:-} root=${2%.cpio}-root
     rm -rf "$root" && mkdir -p "$root/bin" "$root/proc"
     cp /bin/busybox "$root/bin/busybox"
     cat >"$root/init" <<L2INIT
