@@ -112,5 +112,10 @@ lines += ["", "## runvm's monitor: tiny guests on this host's /dev/kvm", "",
           "Output of `cargo run --release -p runvm-sandbox-vm --example boot_time`: time from VM "
           "creation to the guest's first serial byte and to its exit, and the monitor's own memory. "
           "On this host KVM emulates every guest instruction (PVM), so these are tiny guests; Linux "
-          "boot timings come from the nested test host (`tests/nested/run.sh`).", "", "```", monitor, "```", ""]
+          "boot timings come from the nested test host (`tests/nested/run.sh`).", "", "```", monitor, "```", "",
+          "## runvm's monitor vs QEMU microvm booting Linux", "",
+          "Time to the guest's /init and the monitor's own memory, runvm's monitor and "
+          "`qemu-system-x86_64 -M microvm` booting the same kernel and initramfs in the nested test host: "
+          "[perf-vmm.md](perf-vmm.md), written by `benches/nested-vmm.sh` (a run of its own: it boots an L1 "
+          "under QEMU TCG and takes minutes).", ""]
 open(out, "w").write("\n".join(lines))

@@ -256,6 +256,10 @@ fn main() {
     if let Some(built) = outcome.build_steps.last() {
         eprintln!("boot_linux: vCPUs running after {}", ms(built.after));
     }
+    let steps: Vec<String> = (outcome.build_steps.iter())
+        .map(|s| format!("{} {}", s.step, ms(s.after)))
+        .collect();
+    eprintln!("boot_linux: build steps done after: {}", steps.join(", "));
     if let Some(first) = outcome.first_output_after {
         eprintln!("boot_linux: first console byte after {}", ms(first));
     }
@@ -264,6 +268,11 @@ fn main() {
         (Some(mark), None) => eprintln!("boot_linux: {mark:?} never seen"),
         _ => {}
     }
+    // Lets a benchmark split the process's RSS into guest RAM and the monitor's own.
+    eprintln!(
+        "boot_linux: guest RAM resident at the end: {} KiB",
+        outcome.guest_resident_bytes / 1024
+    );
     eprintln!(
         "boot_linux: guest ended after {}, monitor done after {}; status {}",
         ms(outcome.exit_after),
