@@ -65,7 +65,10 @@ fn try_connect(uds: &str, port: u32) -> Result<Option<(UnixStream, String)>, Str
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
-    writeln!(stream, "CONNECT {port}").map_err(|e| format!("send CONNECT: {e}"))?;
+    // The device closes clients it cannot serve yet (no guest driver, no listener): retry.
+    if writeln!(stream, "CONNECT {port}").is_err() {
+        return Ok(None);
+    }
     let mut reply = String::new();
     let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
     // A refused connection is closed by the device without a reply.

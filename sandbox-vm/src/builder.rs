@@ -233,6 +233,7 @@ impl Vm {
             stop: Arc::clone(&stop),
             signal: Arc::clone(&self.signal),
             steps: std::mem::take(&mut self.steps),
+            _buses: Some(Arc::clone(&self.buses)),
             _kvm_vm: None,
             memory: None,
             _confined: None,
@@ -474,7 +475,10 @@ pub struct RunningVm {
     stop: Arc<AtomicBool>,
     signal: Arc<ExitSignal>,
     steps: Vec<BuildStep>,
-    // Kept alive until the threads are joined (see Drop).
+    // Kept alive until the threads are joined (see Drop). The buses too: the devices then
+    // drop on this thread, never on the last vCPU thread to exit, whose seccomp filter does
+    // not allow their cleanup (vsock removes its socket file).
+    _buses: Option<Arc<Buses>>,
     _kvm_vm: Option<KvmVm>,
     memory: Option<GuestMemoryMmap>,
     // Leaves and removes the monitor's cgroup once the threads are joined.

@@ -24,6 +24,7 @@ nested_host_tools() {
     command -v zstd >/dev/null || need+=(zstd)
     command -v xz >/dev/null || need+=(xz-utils)
     command -v file >/dev/null || need+=(file)
+    command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
     case "$(file -bL /bin/busybox 2>/dev/null)" in
         *"statically linked"*) ;;
         *) need+=(busybox-static) ;;
@@ -35,13 +36,24 @@ nested_host_tools() {
     log "host tools ready"
 }
 
-# One Debian 6.12 cloud kernel for L1 and L2: sets `kdir` holding vmlinux and the three
-# KVM modules (irqbypass.ko, kvm.ko, kvm-amd.ko), downloading them on first use.
+# Modules taken from the kernel package: KVM for L1, the virtio drivers Debian builds as
+# modules for the L2 device test (virtio-pci, -console and ext4 are built in).
+NESTED_MODULES="kernel/virt/lib/irqbypass.ko kernel/arch/x86/kvm/kvm.ko kernel/arch/x86/kvm/kvm-amd.ko
+kernel/drivers/block/virtio_blk.ko kernel/drivers/char/hw_random/virtio-rng.ko
+kernel/net/vmw_vsock/vsock.ko kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko
+kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko"
+
+# One Debian 6.12 cloud kernel for L1 and L2: sets `kdir` holding vmlinux and the modules
+# of NESTED_MODULES (by file name), downloading them on first use.
 nested_fetch_kernel() {
     kdir=$cache/kernel
-    [ -s "$kdir/vmlinux" ] && return 0
+    local have=true m
+    for m in vmlinux $NESTED_MODULES; do
+        [ -s "$kdir/$(basename "$m")" ] || have=false
+    done
+    $have && return 0
     rm -rf "$kdir" && mkdir -p "$kdir"
-    local pkg vmlinuz sects off len modules m
+    local pkg vmlinuz sects off len modules
     pkg=$(apt-cache search --names-only '^linux-image-6\.12\..*-cloud-amd64-unsigned$' \
         | awk '{print $1}' | sort -V | tail -n 1)
     [ -n "$pkg" ] || die "no linux-image-6.12.*-cloud-amd64-unsigned in apt (run apt-get update)"
@@ -64,15 +76,16 @@ nested_fetch_kernel() {
         *) die "extracted $kdir/vmlinux is not an ELF" ;;
     esac
     modules=$(ls -d "$kdir"/root/lib/modules/*)
-    for m in kernel/virt/lib/irqbypass.ko kernel/arch/x86/kvm/kvm.ko kernel/arch/x86/kvm/kvm-amd.ko; do
+    for m in $NESTED_MODULES; do
         xz -d -c "$modules/$m.xz" >"$kdir/$(basename "$m")"
     done
     rm -rf "$kdir/root" "$kdir"/*.deb
     log "kernel extracted to $kdir"
 }
 
-# Builds the boot_linux example as a static binary the L1 initramfs can run; $1 is the
-# cargo profile (dev or release). Sets `boot_linux` to its path.
+# Builds the boot_linux example as a static binary the L1 initramfs can run, with the two
+# vsock test programs (guest_vsock_echo for the L2, vsock_roundtrip for L1); $1 is the cargo
+# profile (dev or release). Sets `boot_linux`, `guest_vsock_echo` and `vsock_roundtrip`.
 nested_build_boot_linux() {
     local profile=${1:-dev} dir
     log "building the static boot_linux example ($profile)"
@@ -81,13 +94,19 @@ nested_build_boot_linux() {
     local target_dir=$cache/target
     (cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_DEV_STRIP=debuginfo \
         cargo build -q --profile "$profile" -p runvm-sandbox-vm --example boot_linux \
+        --example guest_vsock_echo --example vsock_roundtrip \
         --target x86_64-unknown-linux-gnu --target-dir "$target_dir")
     dir=$profile; [ "$profile" = dev ] && dir=debug
-    boot_linux=$target_dir/x86_64-unknown-linux-gnu/$dir/examples/boot_linux
-    case "$(file -b "$boot_linux")" in
-        *"static"*) ;;
-        *) die "$boot_linux is not statically linked" ;;
-    esac
+    local examples=$target_dir/x86_64-unknown-linux-gnu/$dir/examples bin
+    boot_linux=$examples/boot_linux
+    guest_vsock_echo=$examples/guest_vsock_echo
+    vsock_roundtrip=$examples/vsock_roundtrip
+    for bin in "$boot_linux" "$guest_vsock_echo" "$vsock_roundtrip"; do
+        case "$(file -b "$bin")" in
+            *"static"*) ;;
+            *) die "$bin is not statically linked" ;;
+        esac
+    done
     log "boot_linux built"
 }
 

@@ -61,6 +61,7 @@ fn groups_of(kind: ThreadKind) -> &'static [&'static [Allowed]] {
             CLOSE,
             FILE_IO,
             VCPU_IOCTLS,
+            RANDOM,
         ],
         ThreadKind::DeviceWorker => &[
             MEMORY,
@@ -71,6 +72,7 @@ fn groups_of(kind: ThreadKind) -> &'static [&'static [Allowed]] {
             FILE_IO,
             EVENT_LOOP,
             UNIX_SOCKETS,
+            RANDOM,
         ],
         ThreadKind::WorkerSpawner => &[
             MEMORY,
@@ -81,6 +83,7 @@ fn groups_of(kind: ThreadKind) -> &'static [&'static [Allowed]] {
             FILE_IO,
             EVENT_LOOP,
             UNIX_SOCKETS,
+            RANDOM,
             THREAD_START,
         ],
         ThreadKind::Main => &[
@@ -200,8 +203,15 @@ const VCPU_IOCTLS: &[Allowed] = &[ArgIn {
     values: || vec![kvm_run_request(), kvm_set_gsi_routing_request()],
 }];
 
-/// Waiting on several fds at once and draining eventfds.
+/// virtio-rng fills the guest's buffers on the vCPU thread that notified it; Rust's
+/// HashMap seeds its hasher from getrandom on the first map a thread makes (vsock's worker).
+const RANDOM: &[Allowed] = &[Call(libc::SYS_getrandom)];
+
+/// Waiting on several fds at once and draining eventfds; a worker makes its own epoll
+/// instance and eventfds when it starts.
 const EVENT_LOOP: &[Allowed] = &[
+    Call(libc::SYS_epoll_create1),
+    Call(libc::SYS_eventfd2),
     Call(libc::SYS_epoll_wait),
     Call(libc::SYS_epoll_pwait),
     Call(libc::SYS_epoll_ctl),
@@ -209,8 +219,14 @@ const EVENT_LOOP: &[Allowed] = &[
     Call(libc::SYS_poll),
 ];
 
-/// Host-side sockets of vsock-style devices: unix sockets only, never the network.
+/// Host-side sockets of vsock-style devices: unix sockets only, never the network. Rust's
+/// `set_nonblocking` is ioctl(FIONBIO).
 const UNIX_SOCKETS: &[Allowed] = &[
+    ArgIn {
+        nr: libc::SYS_ioctl,
+        arg: 1,
+        values: || vec![libc::FIONBIO],
+    },
     ArgIn {
         nr: libc::SYS_socket,
         arg: 0,
@@ -243,7 +259,8 @@ const UNIX_SOCKETS: &[Allowed] = &[
 
 /// The waiter kicks vCPUs out of KVM_RUN (only with the kick signal), sleeps between kicks,
 /// closes the VM's fds, measures resident guest memory, leaves its cgroup (through
-/// cgroup.procs files opened before the filter), reaps the cgroup remover and exits.
+/// cgroup.procs files opened before the filter), reaps the cgroup remover, removes device
+/// sockets and exits.
 const STOP_AND_CLEAN_UP: &[Allowed] = &[
     ArgIn {
         nr: libc::SYS_tgkill,
@@ -255,6 +272,11 @@ const STOP_AND_CLEAN_UP: &[Allowed] = &[
     Call(libc::SYS_mincore),
     Call(libc::SYS_wait4),
     Call(libc::SYS_exit_group),
+    // Dropping the devices: vsock removes its Unix socket file (checking it still is one).
+    Call(libc::SYS_statx),
+    Call(libc::SYS_newfstatat),
+    Call(libc::SYS_unlink),
+    Call(libc::SYS_unlinkat),
 ];
 
 /// KVM_RUN = _IO(KVMIO, 0x80).
@@ -331,6 +353,10 @@ pub fn install_on_this_thread(
 ) -> Result<(), ConfineError> {
     if mode == SeccompMode::Report {
         install_report_handler()?;
+        // Report mode names refused calls by thread id: say which kind each id is.
+        // SAFETY: gettid has no arguments and cannot fail.
+        let tid = unsafe { libc::gettid() };
+        eprintln!("runvm confine: thread {tid:010} is {kind:?}");
     }
     seccompiler::apply_filter(filter).map_err(|e| ConfineError::SeccompInstall {
         kind,
@@ -464,7 +490,20 @@ mod tests {
         }
         assert!(allowed(ThreadKind::Vcpu, libc::SYS_ioctl));
         assert!(allowed(ThreadKind::DeviceWorker, libc::SYS_accept4));
-        assert!(!allowed(ThreadKind::DeviceWorker, libc::SYS_ioctl));
+        // A worker's only ioctl is FIONBIO (set_nonblocking), never a KVM one.
+        let worker_ioctls: Vec<u64> = groups_of(ThreadKind::DeviceWorker)
+            .iter()
+            .flat_map(|g| g.iter())
+            .flat_map(|a| match a {
+                Call(n) => {
+                    assert_ne!(*n, libc::SYS_ioctl, "workers may not issue any ioctl");
+                    Vec::new()
+                }
+                ArgIn { nr, values, .. } if *nr == libc::SYS_ioctl => values(),
+                ArgIn { .. } => Vec::new(),
+            })
+            .collect();
+        assert_eq!(worker_ioctls, [libc::FIONBIO]);
     }
 
     #[test]

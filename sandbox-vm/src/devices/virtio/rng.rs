@@ -58,6 +58,30 @@ impl Rng {
     }
 }
 
+/// Fills `buf` from the kernel's CSPRNG with getrandom(2), retrying short reads and EINTR.
+///
+/// Hand-written instead of the `getrandom` crate: the crate finds getrandom through dlsym,
+/// which fails in the static monitor binary, and then falls back to opening /dev/urandom,
+/// which the vCPU thread's seccomp filter (rightly) refuses.
+fn host_random(buf: &mut [u8]) -> std::io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: `rest` is a writable buffer of exactly `rest.len()` bytes, and flags 0 asks
+        // for the urandom pool (blocking only before it is initialised at boot).
+        let got = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if got < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        filled += got as usize;
+    }
+    Ok(())
+}
+
 /// Fills the device-writable buffers of `chain`, up to [`MAX_BYTES_PER_CHAIN`]; returns the
 /// bytes written. Stops at the first buffer it cannot write (outside guest memory).
 fn fill_chain(memory: &DmaMemory, chain: DescriptorChain<&DmaMemory>) -> u32 {
@@ -68,7 +92,7 @@ fn fill_chain(memory: &DmaMemory, chain: DescriptorChain<&DmaMemory>) -> u32 {
         while done < desc.len() && written < MAX_BYTES_PER_CHAIN {
             let want = (desc.len() - done).min(MAX_BYTES_PER_CHAIN - written) as usize;
             let piece = &mut chunk[..want.min(CHUNK)];
-            if getrandom::fill(piece).is_err() {
+            if host_random(piece).is_err() {
                 return written;
             }
             let Some(addr) = desc.addr().0.checked_add(u64::from(done)) else {

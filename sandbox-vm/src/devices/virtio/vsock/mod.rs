@@ -177,8 +177,9 @@ impl VirtioDevice for Vsock {
             return;
         };
         match queue {
-            TX_QUEUE => worker.service_now(),
-            RX_QUEUE => worker.kick(),
+            // Both go to the worker: serving tx connects and writes host sockets, which the
+            // vCPU thread's seccomp filter does not allow (and should not).
+            TX_QUEUE | RX_QUEUE => worker.kick(),
             // The event queue only carries device → driver transport resets, which this
             // device never sends; its buffers just wait.
             _ => {}

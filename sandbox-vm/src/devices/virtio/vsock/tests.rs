@@ -204,13 +204,24 @@ impl<'a> Guest<'a> {
             self.tx
                 .publish(&[(at, HEADER_SIZE as u32, 0), (data, payload.len() as u32, 0)]);
         }
-        self.device.queue_notify(TX_QUEUE);
+        self.notify_tx_and_wait();
     }
 
     /// Sends a chain made of raw parts (for malformed packets).
     fn send_raw(&mut self, parts: &[(u64, u32, u16)]) {
         self.tx.publish(parts);
+        self.notify_tx_and_wait();
+    }
+
+    /// Notifies the tx queue and waits (2 s at most) until the worker, which serves tx on
+    /// its own thread, has returned the chain: the tests then see its effects in order.
+    fn notify_tx_and_wait(&mut self) {
+        let before = self.tx.used_count();
         self.device.queue_notify(TX_QUEUE);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.tx.used_count() == before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Writes `header` (len untouched) into fresh memory and returns its address.

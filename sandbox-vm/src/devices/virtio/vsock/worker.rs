@@ -4,7 +4,7 @@
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -31,53 +31,37 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Starts the worker thread. Everything it needs (epoll, eventfds) is made on that
+    /// thread: `start` runs on the vCPU thread that activated the device, whose seccomp
+    /// filter allows none of it.
     pub fn start(
         guest_cid: u64,
         uds_path: &std::path::Path,
         listener: Arc<UnixListener>,
         queues: Queues,
     ) -> io::Result<Self> {
-        let epoll = Arc::new(Epoll::new()?);
-        let kick = EventFd::new(EFD_NONBLOCK)?;
-        let stop = EventFd::new(EFD_NONBLOCK)?;
-        for (fd, token) in [
-            (kick.as_raw_fd(), KICK_TOKEN),
-            (stop.as_raw_fd(), STOP_TOKEN),
-            (listener.as_raw_fd(), LISTENER_TOKEN),
-        ] {
-            epoll.ctl(
-                ControlOperation::Add,
-                fd,
-                EpollEvent::new(EventSet::IN, token),
-            )?;
-        }
-        let muxer = Muxer::new(guest_cid, uds_path, listener, epoll.clone(), queues);
-        let shared = Arc::new(Shared {
-            muxer: Mutex::new(muxer),
-            epoll,
-            kick,
-            stop,
-        });
-        let thread = crate::confine::workers::spawn_device_worker("vsock", {
-            let shared = shared.clone();
-            move || run(&shared)
-        })?;
+        let uds_path = uds_path.to_path_buf();
+        let (ready, setup) = mpsc::channel();
+        let thread =
+            crate::confine::workers::spawn_device_worker("vsock", move || {
+                match Shared::new(guest_cid, &uds_path, listener, queues) {
+                    Ok(shared) => {
+                        let shared = Arc::new(shared);
+                        let _ = ready.send(Ok(Arc::clone(&shared)));
+                        run(&shared);
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                    }
+                }
+            })?;
+        let shared = setup
+            .recv()
+            .map_err(|_| io::Error::other("the vsock worker ended during its setup"))??;
         Ok(Worker {
             shared,
             thread: Some(thread),
         })
-    }
-
-    /// Runs one bounded turn on the caller's thread (the driver notified the tx queue).
-    pub fn service_now(&self) {
-        let backlog = {
-            let mut muxer = self.shared.lock();
-            muxer.service();
-            muxer.tx_backlog
-        };
-        if backlog {
-            self.kick();
-        }
     }
 
     /// Makes the thread run a turn.
@@ -93,6 +77,35 @@ impl Worker {
 }
 
 impl Shared {
+    fn new(
+        guest_cid: u64,
+        uds_path: &std::path::Path,
+        listener: Arc<UnixListener>,
+        queues: Queues,
+    ) -> io::Result<Shared> {
+        let epoll = Arc::new(Epoll::new()?);
+        let kick = EventFd::new(EFD_NONBLOCK)?;
+        let stop = EventFd::new(EFD_NONBLOCK)?;
+        for (fd, token) in [
+            (kick.as_raw_fd(), KICK_TOKEN),
+            (stop.as_raw_fd(), STOP_TOKEN),
+            (listener.as_raw_fd(), LISTENER_TOKEN),
+        ] {
+            epoll.ctl(
+                ControlOperation::Add,
+                fd,
+                EpollEvent::new(EventSet::IN, token),
+            )?;
+        }
+        let muxer = Muxer::new(guest_cid, uds_path, listener, epoll.clone(), queues);
+        Ok(Shared {
+            muxer: Mutex::new(muxer),
+            epoll,
+            kick,
+            stop,
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, Muxer> {
         self.muxer.lock().unwrap_or_else(PoisonError::into_inner)
     }
