@@ -80,6 +80,19 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Runs `f` on its own thread and fails the test if it takes longer than `limit`: a monitor
+/// that hangs fails here instead of hanging the test run.
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(f());
+    });
+    match result.recv_timeout(limit) {
+        Ok(value) => value,
+        Err(e) => panic!("the monitor did not finish within {limit:?}: {e}"),
+    }
+}
+
 // ---- a virtio-rng whose queue the test watches ----------------------------------------
 
 /// What the device did, seen from the host after every notification.
@@ -248,10 +261,13 @@ fn run_flood(flood: NotifyFlood, end: End, confinement: Option<Confinement>) -> 
     let running = vm.start().expect("VM starts");
     let stopper = running.stopper();
     let sampler_watch = Arc::clone(&watch);
+    let flooding = out.clone();
     let sampler = std::thread::spawn(move || {
-        // The baseline is taken once the guest floods (its setup is done), the peak until
-        // just before the end.
-        while QueueWatch::get(&sampler_watch.notifies) == 0 && started.elapsed() < FLOOD {
+        // The baseline is taken once the guest floods (its setup is done: it printed 'F'
+        // and the device saw a notification), the peak until just before the end.
+        while (flooding.contents().is_empty() || QueueWatch::get(&sampler_watch.notifies) == 0)
+            && started.elapsed() < FLOOD
+        {
             std::thread::sleep(Duration::from_millis(5));
         }
         let baseline = rss_kib();
@@ -266,10 +282,11 @@ fn run_flood(flood: NotifyFlood, end: End, confinement: Option<Confinement>) -> 
         }
         (baseline, peak, Instant::now())
     });
-    let outcome = match end {
-        End::Timeout => running.wait(Some(FLOOD)),
-        End::Stopper => running.wait(Some(LIMIT)),
+    let wait = match end {
+        End::Timeout => FLOOD,
+        End::Stopper => LIMIT,
     };
+    let outcome = within(wait + LIMIT, move || running.wait(Some(wait)));
     let joined = Instant::now();
     let (baseline, peak, stopped_at) = sampler.join().expect("sampler thread");
     let asked = match end {
@@ -352,6 +369,9 @@ fn a_notification_flood_on_an_empty_queue_is_bounded_and_stopped_by_the_timeout(
     let buffers = 3;
     let run = run_flood(NotifyFlood::OfferedOnce { buffers }, End::Timeout, None);
     check_flood(&run, End::Timeout, Some(u64::from(buffers)));
+    // Two invalid notifications (each a guest error the transport records) per valid one.
+    let run = run_flood(NotifyFlood::StrayNotifies, End::Timeout, None);
+    check_flood(&run, End::Timeout, Some(1));
     assert_eq!(vcpu_panics(), panics);
 }
 
@@ -458,7 +478,7 @@ fn garbage_config_and_mmio_accesses_leave_the_monitor_working() {
         )
         .expect("VM builds");
         let started = Instant::now();
-        let outcome = vm.run(Some(LIMIT)).expect("VM starts");
+        let outcome = within(2 * LIMIT, move || vm.run(Some(LIMIT))).expect("VM starts");
         let reached = QueueWatch::get(&watch.config_accesses);
         println!(
             "{irqchip:?}: {iterations} rounds of garbage (48 exits each) in {:?}; the device \
@@ -503,7 +523,7 @@ fn run_two_cpus(spinner: Spinner, busy_iterations: u32, status: u8) -> Option<(S
         Err(e) => panic!("VM build failed: {e}"),
     };
     let started = Instant::now();
-    let outcome = vm.run(Some(LIMIT)).expect("VM starts");
+    let outcome = within(2 * LIMIT, move || vm.run(Some(LIMIT))).expect("VM starts");
     let join = outcome.total.saturating_sub(outcome.exit_after);
     println!(
         "{spinner:?} spins: ended after {:?}, threads joined {join:?} later ({:?} wall)",

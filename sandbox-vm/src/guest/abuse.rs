@@ -11,7 +11,7 @@ use super::pci::{
 use crate::arch::x86_64::layout::{APIC_BASE, PCI_CONFIG_PORT, PCI_MMIO_START, PDPT_START};
 use crate::builder::{CpuMode, GuestImage};
 use crate::devices::legacy::{DEBUG_EXIT_PORT, SERIAL_PORT};
-use crate::devices::virtio::pci::{BAR_SIZE, NOTIFY_OFFSET};
+use crate::devices::virtio::pci::{BAR_SIZE, NOTIFY_MULTIPLIER, NOTIFY_OFFSET};
 
 /// What the notification flood offers the virtio-rng device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +21,13 @@ pub enum NotifyFlood {
     OfferedOnce { buffers: u16 },
     /// One more buffer (the avail index plus one) before every notification, forever.
     NewBufferEach,
+    /// One buffer offered before the flood, and two invalid notifications before each valid
+    /// one: an absent queue's, and a misaligned one.
+    StrayNotifies,
 }
+
+/// The queue the stray notifications name: virtio-rng has only queue 0.
+const ABSENT_QUEUE: u32 = 5;
 
 /// Long mode: sets up virtio-rng at 00:01.0 with [`RNG_QUEUE_SIZE`] descriptors (descriptor
 /// `i` a device-writable [`RNG_REQUEST`]-byte buffer at [`RNG_BUFFER`] + i * RNG_REQUEST,
@@ -34,6 +40,7 @@ pub fn long_mode_rng_notify_flood(flood: NotifyFlood) -> GuestImage {
     let offered = match flood {
         NotifyFlood::OfferedOnce { buffers } => u64::from(buffers),
         NotifyFlood::NewBufferEach => 0,
+        NotifyFlood::StrayNotifies => 1,
     };
     for i in 0..RNG_QUEUE_SIZE {
         let desc = RNG_DESC + 16 * i;
@@ -50,8 +57,16 @@ pub fn long_mode_rng_notify_flood(flood: NotifyFlood) -> GuestImage {
     set_up_queue0_and_driver_ok(&mut asm, RNG_QUEUE_SIZE);
     asm.print(SERIAL_PORT, b"F");
     let top = asm.label();
-    if flood == NotifyFlood::NewBufferEach {
-        asm.inc_word(RNG_AVAIL + 2);
+    match flood {
+        NotifyFlood::NewBufferEach => {
+            asm.inc_word(RNG_AVAIL + 2);
+        }
+        NotifyFlood::StrayNotifies => {
+            let notify = NOTIFY_OFFSET as u32;
+            asm.store_rbx(notify + NOTIFY_MULTIPLIER * ABSENT_QUEUE, 2, 0)
+                .store_rbx(notify + 1, 2, 0);
+        }
+        NotifyFlood::OfferedOnce { .. } => {}
     }
     asm.store_rbx(NOTIFY_OFFSET as u32, 2, 0).jmp_back(top);
     GuestImage::Code {
