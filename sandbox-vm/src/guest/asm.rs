@@ -260,6 +260,145 @@ impl Asm {
         self.emit(&[0xf4])
     }
 
+    // --- loops and registers for the abuse guests (64-bit unless said otherwise) ----------
+
+    /// The offset of the next instruction, as a jump target for [`Asm::jmp_back`] and
+    /// [`Asm::loop_back`].
+    pub fn label(&self) -> usize {
+        self.code.len()
+    }
+
+    /// Emits a jump of opcode `short` (rel8) or `near` (rel32) back to `target`.
+    fn jump_back(&mut self, target: usize, short: &[u8], near: &[u8]) -> &mut Self {
+        // rel is counted from the end of the jump instruction.
+        let short_end = self.code.len() + short.len() + 1;
+        let rel = target as i64 - short_end as i64;
+        if let Ok(rel8) = i8::try_from(rel) {
+            return self.emit(short).emit(&[rel8 as u8]);
+        }
+        let near_end = self.code.len() + near.len() + 4;
+        let rel32 = (target as i64 - near_end as i64) as i32;
+        self.emit(near).emit(&rel32.to_le_bytes())
+    }
+
+    /// `jmp target` (EB rel8 / E9 rel32), in any mode.
+    pub fn jmp_back(&mut self, target: usize) -> &mut Self {
+        self.jump_back(target, &[0xeb], &[0xe9])
+    }
+
+    /// `dec ecx; jnz target` (FF C9; 75 rel8 / 0F 85 rel32): the end of a counted loop.
+    pub fn loop_back(&mut self, target: usize) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        self.emit(&[0xff, 0xc9])
+            .jump_back(target, &[0x75], &[0x0f, 0x85])
+    }
+
+    /// `mov ecx, imm32` (B9 id): a loop count.
+    pub fn mov_ecx(&mut self, value: u32) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        self.emit(&[0xb9]).emit(&value.to_le_bytes())
+    }
+
+    /// `mov esi, imm32` (BE id): seeds the generator of [`Asm::xorshift_esi`].
+    pub fn mov_esi(&mut self, value: u32) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        self.emit(&[0xbe]).emit(&value.to_le_bytes())
+    }
+
+    /// Advances the xorshift32 generator in esi (x ^= x << 13; x ^= x >> 17; x ^= x << 5),
+    /// clobbering eax: `mov eax, esi` (89 F0), `shl/shr eax, n` (C1 E0/E8 ib), `xor esi, eax`
+    /// (31 C6), three times.
+    pub fn xorshift_esi(&mut self) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        for (op, shift) in [(0xe0, 13), (0xe8, 17), (0xe0, 5)] {
+            self.emit(&[0x89, 0xf0, 0xc1, op, shift, 0x31, 0xc6]);
+        }
+        self
+    }
+
+    /// `mov eax, esi; and eax, mask` (89 F0; 25 id).
+    pub fn eax_from_esi(&mut self, mask: u32) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        self.emit(&[0x89, 0xf0, 0x25]).emit(&mask.to_le_bytes())
+    }
+
+    /// `edx = base + ((esi >> shift) & mask)`: a port picked by the generator
+    /// (89 F2; C1 EA ib; 81 E2 id; 81 C2 id).
+    pub fn dx_from_esi(&mut self, shift: u8, mask: u32, base: u16) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        self.emit(&[0x89, 0xf2, 0xc1, 0xea, shift, 0x81, 0xe2])
+            .emit(&mask.to_le_bytes())
+            .emit(&[0x81, 0xc2])
+            .emit(&u32::from(base).to_le_bytes())
+    }
+
+    /// `rdi = base + (esi & mask)` with `base` taken from rbx: an address picked by the
+    /// generator (89 F7; 81 E7 id; 48 01 DF).
+    pub fn rdi_from_esi_plus_rbx(&mut self, mask: u32) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        self.emit(&[0x89, 0xf7, 0x81, 0xe7])
+            .emit(&mask.to_le_bytes())
+            .emit(&[0x48, 0x01, 0xdf])
+    }
+
+    /// `edi = (esi & mask) | bits`: an address picked by the generator, below 4 GiB
+    /// (89 F7; 81 E7 id; 81 CF id).
+    pub fn rdi_from_esi_or(&mut self, mask: u32, bits: u32) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        self.emit(&[0x89, 0xf7, 0x81, 0xe7])
+            .emit(&mask.to_le_bytes())
+            .emit(&[0x81, 0xcf])
+            .emit(&bits.to_le_bytes())
+    }
+
+    /// `mov ebx, imm32` (BB id; zero-extends into rbx).
+    pub fn mov_ebx(&mut self, value: u32) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        self.emit(&[0xbb]).emit(&value.to_le_bytes())
+    }
+
+    /// Port I/O at dx in every width, writes then reads: `out dx, al/ax/eax` (EE; 66 EF; EF),
+    /// `in al/ax/eax, dx` (EC; 66 ED; ED). The reads clobber eax.
+    pub fn pio_every_width(&mut self) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        self.emit(&[0xee, 0x66, 0xef, 0xef, 0xec, 0x66, 0xed, 0xed])
+    }
+
+    /// Memory accesses at [rdi] in every width, writes of rax then reads into it:
+    /// `mov [rdi], al/ax/eax/rax` (88 07; 66 89 07; 89 07; 48 89 07) and the loads
+    /// (8A 07; 66 8B 07; 8B 07; 48 8B 07).
+    pub fn mem_every_width_rdi(&mut self) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        self.emit(&[0x88, 0x07, 0x66, 0x89, 0x07, 0x89, 0x07, 0x48, 0x89, 0x07])
+            .emit(&[0x8a, 0x07, 0x66, 0x8b, 0x07, 0x8b, 0x07, 0x48, 0x8b, 0x07])
+    }
+
+    /// 64-bit only: `inc word [abs32]` (66 FF 04 25 id).
+    pub fn inc_word(&mut self, addr: u32) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        self.emit(&[0x66, 0xff, 0x04, 0x25])
+            .emit(&addr.to_le_bytes())
+    }
+
+    /// 64-bit only: waits until the byte at `addr` equals `value`:
+    /// `l: cmp byte [abs32], imm8; jne l` (80 3C 25 id ib; 75 rel8).
+    pub fn wait_for_byte(&mut self, addr: u32, value: u8) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        let top = self.label();
+        self.emit(&[0x80, 0x3c, 0x25])
+            .emit(&addr.to_le_bytes())
+            .emit(&[value])
+            .jump_back(top, &[0x75], &[0x0f, 0x85])
+    }
+
+    /// Real mode only: `mov byte [abs16], imm8` (C6 06 iw ib), relative to DS.
+    pub fn store_byte_real(&mut self, addr: u16, value: u8) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Real16);
+        self.emit(&[0xc6, 0x06])
+            .emit(&addr.to_le_bytes())
+            .emit(&[value])
+    }
+
     pub fn finish(&self) -> Vec<u8> {
         self.code.clone()
     }
@@ -282,6 +421,25 @@ mod tests {
     fn long_mode_needs_the_operand_size_prefix_for_dx() {
         let code = Asm::new(Bits::Long64).mov_dx(0x3f8).finish();
         assert_eq!(code, vec![0x66, 0xba, 0xf8, 0x03]);
+    }
+
+    #[test]
+    fn backward_jumps_pick_the_short_or_near_form_and_land_on_the_label() {
+        let mut asm = Asm::new(Bits::Long64);
+        let top = asm.label();
+        asm.hlt();
+        let short = asm.jmp_back(top).finish();
+        assert_eq!(short, vec![0xf4, 0xeb, 0xfd]);
+        let mut asm = Asm::new(Bits::Long64);
+        let top = asm.label();
+        for _ in 0..200 {
+            asm.hlt();
+        }
+        let code = asm.loop_back(top).finish();
+        // dec ecx (2) then jnz rel32 (6): rel32 counts from the end of the code.
+        assert_eq!(&code[200..204], &[0xff, 0xc9, 0x0f, 0x85]);
+        let rel = i32::from_le_bytes(code[204..208].try_into().expect("rel32"));
+        assert_eq!(code.len() as i64 + i64::from(rel), top as i64);
     }
 
     #[test]

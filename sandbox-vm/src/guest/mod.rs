@@ -2,6 +2,7 @@
 //! boot-time example. Each runs a few dozen instructions, so they finish quickly even on a
 //! KVM that emulates every instruction (about 1 µs each on a PVM host).
 
+pub mod abuse;
 pub mod asm;
 pub mod pci;
 pub mod pvh_elf;

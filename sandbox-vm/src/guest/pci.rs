@@ -12,7 +12,7 @@ use crate::devices::virtio::pci::{
 const CONFIG_DATA_PORT: u16 = PCI_CONFIG_PORT + 4;
 /// A second page directory, in the free page after the monitor's identity tables, that maps
 /// the first 2 MiB of the PCI MMIO window (the identity tables stop at 1 GiB).
-const WINDOW_PD: u32 = 0xc000;
+pub(super) const WINDOW_PD: u32 = 0xc000;
 /// The queue the rng guest builds: descriptor table, driver (avail) and device (used) areas,
 /// and the buffer the device fills.
 pub const RNG_DESC: u32 = 0x8_0000;
@@ -22,10 +22,10 @@ pub const RNG_BUFFER: u32 = 0x8_0400;
 /// Bytes the rng guest asks for.
 pub const RNG_REQUEST: u32 = 16;
 /// The queue size the rng guest sets.
-const RNG_QUEUE_SIZE: u32 = 8;
+pub const RNG_QUEUE_SIZE: u32 = 8;
 /// Page directory entry flags: present, writable, write-through, cache-disable, 2 MiB page.
-const PDE_MMIO: u64 = 0x9b;
-const VRING_DESC_F_WRITE: u64 = 2;
+pub(super) const PDE_MMIO: u64 = 0x9b;
+pub(super) const VRING_DESC_F_WRITE: u64 = 2;
 /// virtio common configuration offsets (virtio spec 4.1.4.3).
 const DRIVER_FEATURE_SELECT: u32 = 8;
 const DRIVER_FEATURE: u32 = 12;
@@ -43,7 +43,7 @@ fn config_address(device: u8, reg: u8) -> u32 {
 }
 
 /// `eax = config dword (device, reg)`.
-fn read_config(asm: &mut Asm, device: u8, reg: u8) {
+pub(super) fn read_config(asm: &mut Asm, device: u8, reg: u8) {
     asm.mov_eax(config_address(device, reg))
         .mov_dx(PCI_CONFIG_PORT)
         .out_dx_eax()
@@ -75,18 +75,8 @@ pub fn long_mode_pci_scan(devices: u8, status: u8) -> GuestImage {
 /// writes `status` to the debug-exit port.
 pub fn long_mode_virtio_rng_read(status: u8) -> GuestImage {
     let mut asm = Asm::new(Bits::Long64);
-    asm.store_u64(WINDOW_PD, PCI_MMIO_START | PDE_MMIO)
-        .store_u64(PDPT_START as u32 + 8 * 3, u64::from(WINDOW_PD) | 3)
-        .reload_cr3();
-    // Command register: memory decoding and bus mastering.
-    asm.mov_eax(config_address(1, 4))
-        .mov_dx(PCI_CONFIG_PORT)
-        .out_dx_eax()
-        .mov_eax(6)
-        .mov_dx(CONFIG_DATA_PORT)
-        .out_dx_eax();
-    read_config(&mut asm, 1, 0x10);
-    asm.mov_ebx_eax();
+    map_pci_window(&mut asm);
+    enable_device_and_load_bar0(&mut asm, 1);
     // The queue in guest RAM: one descriptor, offered in the driver area (idx 1, ring[0] 0).
     asm.store_u64(RNG_DESC, u64::from(RNG_BUFFER))
         .store_u64(
@@ -94,26 +84,7 @@ pub fn long_mode_virtio_rng_read(status: u8) -> GuestImage {
             u64::from(RNG_REQUEST) | VRING_DESC_F_WRITE << 32,
         )
         .store_u64(RNG_AVAIL, 1 << 16);
-    let ack_driver = u32::from(STATUS_ACKNOWLEDGE | STATUS_DRIVER);
-    asm.store_rbx(DEVICE_STATUS, 1, u32::from(STATUS_ACKNOWLEDGE))
-        .store_rbx(DEVICE_STATUS, 1, ack_driver)
-        .store_rbx(DRIVER_FEATURE_SELECT, 4, 1)
-        .store_rbx(DRIVER_FEATURE, 4, 1) // bit 32: VIRTIO_F_VERSION_1
-        .store_rbx(DEVICE_STATUS, 1, ack_driver | u32::from(STATUS_FEATURES_OK))
-        .store_rbx(QUEUE_SELECT, 2, 0)
-        .store_rbx(QUEUE_SIZE, 2, RNG_QUEUE_SIZE)
-        .store_rbx(QUEUE_DESC, 4, RNG_DESC)
-        .store_rbx(QUEUE_DESC + 4, 4, 0)
-        .store_rbx(QUEUE_DRIVER, 4, RNG_AVAIL)
-        .store_rbx(QUEUE_DRIVER + 4, 4, 0)
-        .store_rbx(QUEUE_DEVICE, 4, RNG_USED)
-        .store_rbx(QUEUE_DEVICE + 4, 4, 0)
-        .store_rbx(QUEUE_ENABLE, 2, 1)
-        .store_rbx(
-            DEVICE_STATUS,
-            1,
-            ack_driver | u32::from(STATUS_FEATURES_OK | STATUS_DRIVER_OK),
-        );
+    set_up_queue0_and_driver_ok(&mut asm, RNG_QUEUE_SIZE);
     asm.mov_dx(SERIAL_PORT)
         .load_al_rbx(DEVICE_STATUS)
         .out_dx_al();
@@ -129,4 +100,54 @@ pub fn long_mode_virtio_rng_read(status: u8) -> GuestImage {
         mode: CpuMode::LongMode,
         code: asm.finish(),
     }
+}
+
+/// Maps the first 2 MiB of the PCI MMIO window (and nothing else of the 4th GiB) through
+/// [`WINDOW_PD`], with the caches off.
+pub(super) fn map_pci_window(asm: &mut Asm) {
+    asm.store_u64(WINDOW_PD, PCI_MMIO_START | PDE_MMIO)
+        .store_u64(PDPT_START as u32 + 8 * 3, u64::from(WINDOW_PD) | 3)
+        .reload_cr3();
+}
+
+/// Turns on memory decoding and bus mastering of 00:`device`.0 and leaves its BAR 0 in rbx.
+pub(super) fn enable_device_and_load_bar0(asm: &mut Asm, device: u8) {
+    write_config(asm, device, 4, 6);
+    read_config(asm, device, 0x10);
+    asm.mov_ebx_eax();
+}
+
+/// Config dword (device, reg) = `value`; clobbers eax and dx.
+pub(super) fn write_config(asm: &mut Asm, device: u8, reg: u8, value: u32) {
+    asm.mov_eax(config_address(device, reg))
+        .mov_dx(PCI_CONFIG_PORT)
+        .out_dx_eax()
+        .mov_eax(value)
+        .mov_dx(CONFIG_DATA_PORT)
+        .out_dx_eax();
+}
+
+/// The minimal driver handshake on the virtio-pci function whose BAR 0 is in rbx: negotiates
+/// VERSION_1, sets up queue 0 of `queue_size` on the RNG_* rings and sets DRIVER_OK.
+pub(super) fn set_up_queue0_and_driver_ok(asm: &mut Asm, queue_size: u32) {
+    let ack_driver = u32::from(STATUS_ACKNOWLEDGE | STATUS_DRIVER);
+    asm.store_rbx(DEVICE_STATUS, 1, u32::from(STATUS_ACKNOWLEDGE))
+        .store_rbx(DEVICE_STATUS, 1, ack_driver)
+        .store_rbx(DRIVER_FEATURE_SELECT, 4, 1)
+        .store_rbx(DRIVER_FEATURE, 4, 1) // bit 32: VIRTIO_F_VERSION_1
+        .store_rbx(DEVICE_STATUS, 1, ack_driver | u32::from(STATUS_FEATURES_OK))
+        .store_rbx(QUEUE_SELECT, 2, 0)
+        .store_rbx(QUEUE_SIZE, 2, queue_size)
+        .store_rbx(QUEUE_DESC, 4, RNG_DESC)
+        .store_rbx(QUEUE_DESC + 4, 4, 0)
+        .store_rbx(QUEUE_DRIVER, 4, RNG_AVAIL)
+        .store_rbx(QUEUE_DRIVER + 4, 4, 0)
+        .store_rbx(QUEUE_DEVICE, 4, RNG_USED)
+        .store_rbx(QUEUE_DEVICE + 4, 4, 0)
+        .store_rbx(QUEUE_ENABLE, 2, 1)
+        .store_rbx(
+            DEVICE_STATUS,
+            1,
+            ack_driver | u32::from(STATUS_FEATURES_OK | STATUS_DRIVER_OK),
+        );
 }
