@@ -5,6 +5,8 @@
 pub mod asm;
 pub mod pci;
 pub mod pvh_elf;
+pub mod virtio_driver;
+pub mod virtio_io;
 
 use asm::{Asm, Bits};
 
