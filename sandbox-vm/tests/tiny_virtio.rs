@@ -14,7 +14,7 @@ use runvm_sandbox_vm::devices::virtio::console::Console;
 use runvm_sandbox_vm::devices::virtio::vsock::Vsock;
 use runvm_sandbox_vm::guest::virtio_io::{self as io, BLOCK_SECTOR, BLOCK_SHOWN};
 use runvm_sandbox_vm::{
-    ExitReason, GuestImage, SharedBuffer, VirtioDevice, Vm, VmConfig, VmOutcome,
+    ExitReason, GuestImage, IrqchipMode, SharedBuffer, VirtioDevice, Vm, VmConfig, VmOutcome,
 };
 
 /// Generous: each guest needs well under a second of emulated instructions, but the
@@ -46,15 +46,19 @@ fn kvm_usable() -> bool {
 
 /// Runs `image` with `device` at 00:01.0; returns the outcome and the serial bytes.
 fn run(device: Box<dyn VirtioDevice>, image: &GuestImage, what: &str) -> (VmOutcome, Vec<u8>) {
+    run_with(&VmConfig::default(), device, image, what)
+}
+
+fn run_with(
+    config: &VmConfig,
+    device: Box<dyn VirtioDevice>,
+    image: &GuestImage,
+    what: &str,
+) -> (VmOutcome, Vec<u8>) {
     let serial = SharedBuffer::new();
     let started = Instant::now();
-    let vm = Vm::build_with_devices(
-        &VmConfig::default(),
-        image,
-        Box::new(serial.clone()),
-        vec![device],
-    )
-    .expect("VM builds");
+    let vm = Vm::build_with_devices(config, image, Box::new(serial.clone()), vec![device])
+        .expect("VM builds");
     let outcome = vm.run(LIMIT).expect("VM starts");
     println!(
         "{what}: {:?} in {:?} (guest exit after {:?})",
@@ -215,30 +219,39 @@ fn a_guest_connects_to_a_host_socket_through_vsock_and_exchanges_data() {
     if !kvm_usable() {
         return;
     }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let uds = dir.path().join("vsock.sock");
-    let port = 5000;
-    let listener = UnixListener::bind(dir.path().join(format!("vsock.sock_{port}")))
-        .expect("listen for the guest");
-    let payload = b"hello host, from the guest";
-    let reply: &'static [u8] = b"pong!";
-    let host = serve_once(listener, payload.len(), reply);
-    let vsock = Vsock::new(3, &uds).expect("vsock device");
-    let (outcome, serial) = run(
-        Box::new(vsock),
-        &io::long_mode_vsock_connect(3, port, payload, 0x35),
-        "vsock",
-    );
-    let (received, _stream) = host.join().expect("host thread").expect("host side");
-    assert_eq!(outcome.reason, ExitReason::DebugExit { status: 0x35 });
-    assert_eq!(
-        received, payload,
-        "the guest's RW payload reached the socket"
-    );
-    let mut expected = vec![DRIVER_READY, OP_RESPONSE, OP_RW, reply.len() as u8];
-    expected.extend_from_slice(reply);
-    expected.resize(4 + io::VSOCK_REPLY_SHOWN as usize, 0);
-    assert_eq!(serial, expected, "status, RESPONSE, then the host's reply");
+    // The worker thread signals used buffers through an irqfd or, without an irqchip, not
+    // at all: the polling guest must get through either way.
+    for irqchip in [IrqchipMode::Auto, IrqchipMode::Off] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let uds = dir.path().join("vsock.sock");
+        let port = 5000;
+        let listener = UnixListener::bind(dir.path().join(format!("vsock.sock_{port}")))
+            .expect("listen for the guest");
+        let payload = b"hello host, from the guest";
+        let reply: &'static [u8] = b"pong!";
+        let host = serve_once(listener, payload.len(), reply);
+        let vsock = Vsock::new(3, &uds).expect("vsock device");
+        let config = VmConfig {
+            irqchip,
+            ..VmConfig::default()
+        };
+        let (outcome, serial) = run_with(
+            &config,
+            Box::new(vsock),
+            &io::long_mode_vsock_connect(3, port, payload, 0x35),
+            &format!("vsock {irqchip:?}"),
+        );
+        let (received, _stream) = host.join().expect("host thread").expect("host side");
+        assert_eq!(outcome.reason, ExitReason::DebugExit { status: 0x35 });
+        assert_eq!(
+            received, payload,
+            "the guest's RW payload reached the socket"
+        );
+        let mut expected = vec![DRIVER_READY, OP_RESPONSE, OP_RW, reply.len() as u8];
+        expected.extend_from_slice(reply);
+        expected.resize(4 + io::VSOCK_REPLY_SHOWN as usize, 0);
+        assert_eq!(serial, expected, "status, RESPONSE, then the host's reply");
+    }
 }
 
 #[test]

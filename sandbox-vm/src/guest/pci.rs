@@ -19,6 +19,7 @@ pub const RNG_BUFFER: u32 = 0x8_0400;
 pub const RNG_REQUEST: u32 = 16;
 /// The queue the rng guest sets up (size 8).
 const RNG_QUEUE: SplitQueue = SplitQueue::at(0, 8, RNG_DESC);
+const _: () = assert!(RNG_QUEUE.avail == RNG_AVAIL && RNG_QUEUE.used == RNG_USED);
 
 /// The conf1 address of register `reg` of 00:`device`.0.
 pub(super) fn config_address(device: u8, reg: u8) -> u32 {

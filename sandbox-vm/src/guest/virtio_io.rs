@@ -124,7 +124,7 @@ fn block_request(
 /// `status` ([`BLOCK_TIMEOUT`] if the device never returned them).
 pub fn long_mode_virtio_blk_io(status: u8) -> GuestImage {
     let mut asm = start();
-    asm.store_u64(BLOCK_STATUS, u64::MAX);
+    asm.store_u64(BLOCK_STATUS, u64::from_le_bytes([BLOCK_STATUS_UNSET; 8]));
     driver::store_bytes(&mut asm, BLOCK_WRITE_BUFFER, &block_write_pattern());
     let read = (BLOCK_READ_BUFFER, true);
     let write = (BLOCK_WRITE_BUFFER, false);
