@@ -216,7 +216,7 @@ pub fn long_mode_two_cpus_one_spins(
             asm.spin();
         }
         Spinner::SecondCpu => {
-            asm.wait_for_byte(u32::from(AP_RUNNING_FLAG), 1)
+            asm.spin_until_byte(u32::from(AP_RUNNING_FLAG), 1)
                 .print(SERIAL_PORT, b"B")
                 .count_down(busy_iterations)
                 .print(SERIAL_PORT, b"E")

@@ -216,6 +216,59 @@ impl Asm {
         }
     }
 
+    /// 64-bit only: `mov byte/word/dword [abs32], imm` (C6 04 25 / 66 C7 04 25 / C7 04 25,
+    /// then disp32 and the immediate), for virtqueue fields in guest RAM.
+    pub fn store_abs(&mut self, addr: u32, width: u8, value: u32) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        match width {
+            1 => self
+                .emit(&[0xc6, 0x04, 0x25])
+                .emit(&addr.to_le_bytes())
+                .emit(&[value as u8]),
+            2 => self
+                .emit(&[0x66, 0xc7, 0x04, 0x25])
+                .emit(&addr.to_le_bytes())
+                .emit(&(value as u16).to_le_bytes()),
+            _ => self
+                .emit(&[0xc7, 0x04, 0x25])
+                .emit(&addr.to_le_bytes())
+                .emit(&value.to_le_bytes()),
+        }
+    }
+
+    /// 64-bit only: polls until the byte at `addr` equals `value`, at most `iterations`
+    /// times; if it never does, writes `timeout_status` to `port` and halts. Each poll first
+    /// reads `pace_port` (a harmless register, e.g. a UART status): that exit to the monitor
+    /// makes a poll cost about the same on hardware and on an emulating KVM, so one bound
+    /// suits both. A bounded wait for a device that works on another thread:
+    /// `mov dx, pace; mov ecx, n; l: in al, dx; cmp byte [abs32], imm8; je done; dec ecx;
+    /// jnz l; mov al, status; out port, al; hlt; done:`
+    /// (66 BA iw; B9 id; EC; 80 3C 25 id ib; 74 09; FF C9; 75 F1; B0 ib; E6 ib; F4).
+    pub fn wait_for_byte(
+        &mut self,
+        addr: u32,
+        value: u8,
+        iterations: u32,
+        pace_port: u16,
+        port: u8,
+        timeout_status: u8,
+    ) -> &mut Self {
+        debug_assert_eq!(self.bits, Bits::Long64);
+        let n = iterations.max(1).to_le_bytes();
+        self.mov_dx(pace_port)
+            .emit(&[0xb9])
+            .emit(&n)
+            .emit(&[0xec, 0x80, 0x3c, 0x25])
+            .emit(&addr.to_le_bytes())
+            .emit(&[value])
+            // je skips dec (2), jnz (2), mov al (2), out (2) and hlt (1).
+            .emit(&[0x74, 0x09, 0xff, 0xc9])
+            // jnz back over itself (2), dec (2), je (2), the 8-byte cmp and in (1): -15.
+            .emit(&[0x75, 0xf1])
+            .out_imm_port(port, timeout_status)
+            .hlt()
+    }
+
     /// 64-bit only: `mov al, [rbx + disp32]` (8A 83 id).
     pub fn load_al_rbx(&mut self, disp: u32) -> &mut Self {
         debug_assert_eq!(self.bits, Bits::Long64);
@@ -380,9 +433,10 @@ impl Asm {
             .emit(&addr.to_le_bytes())
     }
 
-    /// 64-bit only: waits until the byte at `addr` equals `value`:
-    /// `l: cmp byte [abs32], imm8; jne l` (80 3C 25 id ib; 75 rel8).
-    pub fn wait_for_byte(&mut self, addr: u32, value: u8) -> &mut Self {
+    /// 64-bit only: spins, without bound, until the byte at `addr` equals `value` (for a
+    /// flag another vCPU of the guest sets): `l: cmp byte [abs32], imm8; jne l`
+    /// (80 3C 25 id ib; 75 rel8).
+    pub fn spin_until_byte(&mut self, addr: u32, value: u8) -> &mut Self {
         debug_assert_eq!(self.bits, Bits::Long64);
         let top = self.label();
         self.emit(&[0x80, 0x3c, 0x25])
@@ -440,6 +494,36 @@ mod tests {
         assert_eq!(&code[200..204], &[0xff, 0xc9, 0x0f, 0x85]);
         let rel = i32::from_le_bytes(code[204..208].try_into().expect("rel32"));
         assert_eq!(code.len() as i64 + i64::from(rel), top as i64);
+    }
+
+    #[test]
+    fn wait_for_byte_jumps_back_to_the_paced_read_and_past_the_timeout_exit() {
+        let code = Asm::new(Bits::Long64)
+            .wait_for_byte(0x8_0202, 3, 100, 0x3fd, 0xf4, 0xe1)
+            .finish();
+        // mov dx (4 bytes), mov ecx (5), then the loop.
+        let top = 9;
+        assert_eq!(code[top], 0xec);
+        let je = top + 1 + 8;
+        assert_eq!(code[je], 0x74);
+        // je lands just past the hlt that ends the timeout path, i.e. at the end.
+        assert_eq!(je + 2 + code[je + 1] as usize, code.len());
+        assert_eq!(code[code.len() - 1], 0xf4);
+        let jnz = je + 4;
+        assert_eq!(code[jnz], 0x75);
+        let target = (jnz + 2) as isize + (code[jnz + 1] as i8) as isize;
+        assert_eq!(target, top as isize);
+    }
+
+    #[test]
+    fn store_abs_puts_the_immediate_after_the_address() {
+        let word = Asm::new(Bits::Long64)
+            .store_abs(0x8_0102, 2, 0x1234)
+            .finish();
+        assert_eq!(
+            word,
+            vec![0x66, 0xc7, 0x04, 0x25, 0x02, 0x01, 0x08, 0x00, 0x34, 0x12]
+        );
     }
 
     #[test]

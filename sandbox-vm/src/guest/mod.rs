@@ -6,6 +6,8 @@ pub mod abuse;
 pub mod asm;
 pub mod pci;
 pub mod pvh_elf;
+pub mod virtio_driver;
+pub mod virtio_io;
 
 use asm::{Asm, Bits};
 

@@ -9,7 +9,7 @@ use crate::devices::virtio::pci::{
     NOTIFY_OFFSET, STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FEATURES_OK,
 };
 
-const CONFIG_DATA_PORT: u16 = PCI_CONFIG_PORT + 4;
+pub(super) const CONFIG_DATA_PORT: u16 = PCI_CONFIG_PORT + 4;
 /// A second page directory, in the free page after the monitor's identity tables, that maps
 /// the first 2 MiB of the PCI MMIO window (the identity tables stop at 1 GiB).
 pub(super) const WINDOW_PD: u32 = 0xc000;
@@ -38,7 +38,7 @@ const QUEUE_DRIVER: u32 = 40;
 const QUEUE_DEVICE: u32 = 48;
 
 /// The conf1 address of register `reg` of 00:`device`.0.
-fn config_address(device: u8, reg: u8) -> u32 {
+pub(super) fn config_address(device: u8, reg: u8) -> u32 {
     0x8000_0000 | u32::from(device) << 11 | u32::from(reg & 0xfc)
 }
 
