@@ -4,10 +4,12 @@
 
 use super::asm::{Asm, Bits};
 use super::pci::{
-    enable_device_and_load_bar0, map_pci_window, read_config, set_up_queue0_and_driver_ok,
-    write_config, PDE_MMIO, RNG_AVAIL, RNG_BUFFER, RNG_DESC, RNG_QUEUE_SIZE, RNG_REQUEST,
-    VRING_DESC_F_WRITE, WINDOW_PD,
+    read_config, RNG_AVAIL, RNG_BUFFER, RNG_DESC, RNG_QUEUE, RNG_QUEUE_SIZE, RNG_REQUEST,
 };
+use super::virtio_driver::{
+    self as driver, map_pci_window, write_config, PDE_MMIO, VRING_DESC_F_WRITE, WINDOW_PD,
+};
+use crate::devices::virtio::VIRTIO_F_VERSION_1;
 use crate::arch::x86_64::layout::{APIC_BASE, PCI_CONFIG_PORT, PCI_MMIO_START, PDPT_START};
 use crate::builder::{CpuMode, GuestImage};
 use crate::devices::legacy::{DEBUG_EXIT_PORT, SERIAL_PORT};
@@ -36,7 +38,7 @@ const ABSENT_QUEUE: u32 = 5;
 pub fn long_mode_rng_notify_flood(flood: NotifyFlood) -> GuestImage {
     let mut asm = Asm::new(Bits::Long64);
     map_pci_window(&mut asm);
-    enable_device_and_load_bar0(&mut asm, 1);
+    driver::enable_function(&mut asm, 1);
     let offered = match flood {
         NotifyFlood::OfferedOnce { buffers } => u64::from(buffers),
         NotifyFlood::NewBufferEach => 0,
@@ -46,7 +48,7 @@ pub fn long_mode_rng_notify_flood(flood: NotifyFlood) -> GuestImage {
         let desc = RNG_DESC + 16 * i;
         let buffer = RNG_BUFFER + RNG_REQUEST * i;
         asm.store_u64(desc, u64::from(buffer))
-            .store_u64(desc + 8, u64::from(RNG_REQUEST) | VRING_DESC_F_WRITE << 32);
+            .store_u64(desc + 8, u64::from(RNG_REQUEST) | u64::from(VRING_DESC_F_WRITE) << 32);
     }
     // flags 0 and idx first (this store also zeroes ring[0..2]), then ring[i] = i.
     asm.store_u64(RNG_AVAIL, offered << 16);
@@ -54,7 +56,9 @@ pub fn long_mode_rng_notify_flood(flood: NotifyFlood) -> GuestImage {
         let four = (0..4u64).fold(0u64, |acc, k| acc | (u64::from(first) + k) << (16 * k));
         asm.store_u64(RNG_AVAIL + 4 + 2 * first, four);
     }
-    set_up_queue0_and_driver_ok(&mut asm, RNG_QUEUE_SIZE);
+    driver::negotiate(&mut asm, VIRTIO_F_VERSION_1);
+    driver::setup_queue(&mut asm, &RNG_QUEUE);
+    driver::driver_ok(&mut asm);
     asm.print(SERIAL_PORT, b"F");
     let top = asm.label();
     match flood {

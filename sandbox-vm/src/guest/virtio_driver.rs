@@ -14,9 +14,9 @@ use crate::devices::virtio::pci::{
 
 /// A second page directory, in the free page after the monitor's identity tables, that maps
 /// the first 2 MiB of the PCI MMIO window (the identity tables stop at 1 GiB).
-const WINDOW_PD: u32 = 0xc000;
+pub(super) const WINDOW_PD: u32 = 0xc000;
 /// Page directory entry flags: present, writable, write-through, cache-disable, 2 MiB page.
-const PDE_MMIO: u64 = 0x9b;
+pub(super) const PDE_MMIO: u64 = 0x9b;
 /// PCI command register bits: memory decoding and bus mastering.
 const COMMAND_MEMORY_AND_MASTER: u32 = 6;
 /// Descriptor flags (virtio spec 2.7.5).
@@ -96,14 +96,19 @@ pub fn map_pci_window(asm: &mut Asm) {
 /// Turns on memory decoding and bus mastering of 00:`device`.0 and leaves its BAR 0 (a
 /// 32-bit memory BAR: no flag bits) in rbx, the base of every later register access.
 pub fn enable_function(asm: &mut Asm, device: u8) {
-    asm.mov_eax(config_address(device, 4))
-        .mov_dx(PCI_CONFIG_PORT)
-        .out_dx_eax()
-        .mov_eax(COMMAND_MEMORY_AND_MASTER)
-        .mov_dx(CONFIG_DATA_PORT)
-        .out_dx_eax();
+    write_config(asm, device, 4, COMMAND_MEMORY_AND_MASTER);
     read_config(asm, device, 0x10);
     asm.mov_ebx_eax();
+}
+
+/// Config dword (device, reg) = `value`; clobbers eax and dx.
+pub fn write_config(asm: &mut Asm, device: u8, reg: u8, value: u32) {
+    asm.mov_eax(config_address(device, reg))
+        .mov_dx(PCI_CONFIG_PORT)
+        .out_dx_eax()
+        .mov_eax(value)
+        .mov_dx(CONFIG_DATA_PORT)
+        .out_dx_eax();
 }
 
 /// ACKNOWLEDGE, DRIVER, accept `features` (both 32-bit halves), FEATURES_OK.
@@ -134,11 +139,16 @@ pub fn setup_queue(asm: &mut Asm, queue: &SplitQueue) {
 /// Sets DRIVER_OK (the device activates), then sends the status the device reports back to
 /// COM1: 0x0f when all went well, with NEEDS_RESET (0x40) or FAILED (0x80) otherwise.
 pub fn driver_ok_and_report(asm: &mut Asm) {
-    let all = STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK;
-    asm.store_rbx(DEVICE_STATUS, 1, u32::from(all))
-        .mov_dx(SERIAL_PORT)
+    driver_ok(asm);
+    asm.mov_dx(SERIAL_PORT)
         .load_al_rbx(DEVICE_STATUS)
         .out_dx_al();
+}
+
+/// Sets DRIVER_OK: the device activates.
+pub fn driver_ok(asm: &mut Asm) {
+    let all = STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK;
+    asm.store_rbx(DEVICE_STATUS, 1, u32::from(all));
 }
 
 /// Writes descriptor `slot` of `queue`'s table.
