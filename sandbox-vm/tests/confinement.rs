@@ -4,7 +4,6 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use runvm_sandbox_vm::confine::workers::spawn_device_worker;
@@ -14,31 +13,11 @@ use runvm_sandbox_vm::{
     SharedBuffer, ThreadKind, Vm, VmConfig,
 };
 
-const CHILD_ENV: &str = "RUNVM_CONFINE_TEST_CHILD";
+mod support;
+
+use support::{is_child, kvm_usable, run_child};
+
 const LIMIT: Option<Duration> = Some(Duration::from_secs(20));
-
-/// Whether this process is the child run of test `name`.
-fn is_child(name: &str) -> bool {
-    std::env::var(CHILD_ENV).as_deref() == Ok(name)
-}
-
-/// Runs test `name` alone in a new process of this test binary, as its child part.
-fn run_child(name: &str, env: &[(&str, &str)]) -> Output {
-    let exe = std::env::current_exe().expect("test binary path");
-    let output = Command::new(exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, name)
-        .envs(env.iter().copied())
-        .output()
-        .expect("test binary runs again");
-    eprintln!(
-        "child {name}: {:?}\n--- stdout\n{}--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
 
 /// Every hierarchy but memory: the test process's memory cgroup belongs to whatever runs
 /// the tests, and the tests do not move out of it.
@@ -75,18 +54,6 @@ fn test_hierarchy_lines(membership: &str) -> Vec<&str> {
 fn is_root() -> bool {
     // SAFETY: geteuid has no arguments and cannot fail.
     unsafe { libc::geteuid() == 0 }
-}
-
-fn kvm_usable() -> bool {
-    let usable = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    if !usable {
-        eprintln!("SKIP: /dev/kvm not usable");
-    }
-    usable
 }
 
 /// Runs `call` on a new thread that first installs the `kind` filter in `mode`.

@@ -20,7 +20,10 @@ use runvm_sandbox_vm::{
 use virtio_queue::QueueT;
 use vm_memory::{Bytes, GuestAddress};
 
-const CHILD_ENV: &str = "RUNVM_ABUSE_TEST_CHILD";
+mod support;
+
+use support::{is_child, kvm_usable, run_child};
+
 /// How long a flood runs before the monitor's timeout (or stopper) ends it.
 const FLOOD: Duration = Duration::from_secs(2);
 /// How much later than asked the monitor may end a flooding VM and join its threads. The
@@ -31,20 +34,6 @@ const LIMIT: Duration = Duration::from_secs(20);
 /// The monitor's RSS may grow this much while a flood runs (guest pages it touches, the
 /// allocator's slack); a leak per notification would show as megabytes per second.
 const RSS_GROWTH_LIMIT_KIB: u64 = 4096;
-
-fn kvm_usable() -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("SKIP: /dev/kvm not usable: {e}");
-            false
-        }
-    }
-}
 
 /// Serializes the tests of this file: RSS is per process and the guests are CPU-bound.
 fn one_at_a_time() -> MutexGuard<'static, ()> {
@@ -390,28 +379,6 @@ fn a_notification_flood_with_new_buffers_is_bounded_and_stopped_by_a_stopper() {
 }
 
 // ---- the same flood under the monitor's seccomp filters --------------------------------
-
-fn is_child(name: &str) -> bool {
-    std::env::var(CHILD_ENV).as_deref() == Ok(name)
-}
-
-/// Runs test `name` alone in a new process of this test binary, as its child part.
-fn run_child(name: &str, env: &[(&str, &str)]) -> std::process::Output {
-    let exe = std::env::current_exe().expect("test binary path");
-    let output = std::process::Command::new(exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, name)
-        .envs(env.iter().copied())
-        .output()
-        .expect("test binary runs again");
-    eprintln!(
-        "child {name}: {:?}\n--- stdout\n{}--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
 
 #[test]
 fn a_notification_flood_needs_no_call_outside_the_vcpu_filter() {

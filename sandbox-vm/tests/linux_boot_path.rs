@@ -9,19 +9,9 @@ use std::time::Duration;
 use runvm_sandbox_vm::guest::{self, pvh_elf};
 use runvm_sandbox_vm::{ExitReason, GuestImage, SharedBuffer, Vm, VmConfig, VmError};
 
-fn kvm_usable() -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("SKIP: /dev/kvm not usable: {e}");
-            false
-        }
-    }
-}
+mod support;
+
+use support::kvm_usable;
 
 /// A scratch file removed when dropped.
 struct Scratch(PathBuf);

@@ -9,22 +9,12 @@ use runvm_sandbox_vm::{
     VmError,
 };
 
+mod support;
+
+use support::kvm_usable;
+
 /// Generous: on an emulating KVM a tiny guest needs milliseconds, but the machine is shared.
 const LIMIT: Option<Duration> = Some(Duration::from_secs(20));
-
-fn kvm_usable() -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("SKIP: /dev/kvm not usable: {e}");
-            false
-        }
-    }
-}
 
 fn run(config: &VmConfig, image: &GuestImage) -> (ExitReason, String) {
     let out = SharedBuffer::new();

@@ -17,6 +17,10 @@ use runvm_sandbox_vm::{
     ExitReason, GuestImage, IrqchipMode, SharedBuffer, VirtioDevice, Vm, VmConfig, VmOutcome,
 };
 
+mod support;
+
+use support::kvm_usable;
+
 /// Generous: each guest needs well under a second of emulated instructions, but the
 /// machine is shared.
 const LIMIT: Option<Duration> = Some(Duration::from_secs(20));
@@ -29,20 +33,6 @@ const BLK_IOERR: u8 = 1;
 const OP_RESPONSE: u8 = 2;
 const OP_RST: u8 = 3;
 const OP_RW: u8 = 5;
-
-fn kvm_usable() -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("SKIP: /dev/kvm not usable: {e}");
-            false
-        }
-    }
-}
 
 /// Runs `image` with `device` at 00:01.0; returns the outcome and the serial bytes.
 fn run(device: Box<dyn VirtioDevice>, image: &GuestImage, what: &str) -> (VmOutcome, Vec<u8>) {

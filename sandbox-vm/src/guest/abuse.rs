@@ -9,11 +9,11 @@ use super::pci::{
 use super::virtio_driver::{
     self as driver, map_pci_window, write_config, PDE_MMIO, VRING_DESC_F_WRITE, WINDOW_PD,
 };
-use crate::devices::virtio::VIRTIO_F_VERSION_1;
 use crate::arch::x86_64::layout::{APIC_BASE, PCI_CONFIG_PORT, PCI_MMIO_START, PDPT_START};
 use crate::builder::{CpuMode, GuestImage};
 use crate::devices::legacy::{DEBUG_EXIT_PORT, SERIAL_PORT};
 use crate::devices::virtio::pci::{BAR_SIZE, NOTIFY_MULTIPLIER, NOTIFY_OFFSET};
+use crate::devices::virtio::VIRTIO_F_VERSION_1;
 
 /// What the notification flood offers the virtio-rng device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +47,10 @@ pub fn long_mode_rng_notify_flood(flood: NotifyFlood) -> GuestImage {
     for i in 0..RNG_QUEUE_SIZE {
         let desc = RNG_DESC + 16 * i;
         let buffer = RNG_BUFFER + RNG_REQUEST * i;
-        asm.store_u64(desc, u64::from(buffer))
-            .store_u64(desc + 8, u64::from(RNG_REQUEST) | u64::from(VRING_DESC_F_WRITE) << 32);
+        asm.store_u64(desc, u64::from(buffer)).store_u64(
+            desc + 8,
+            u64::from(RNG_REQUEST) | u64::from(VRING_DESC_F_WRITE) << 32,
+        );
     }
     // flags 0 and idx first (this store also zeroes ring[0..2]), then ring[i] = i.
     asm.store_u64(RNG_AVAIL, offered << 16);

@@ -86,4 +86,3 @@ pub fn long_mode_virtio_rng_read(status: u8) -> GuestImage {
         code: asm.finish(),
     }
 }
-
