@@ -13,7 +13,8 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -118,31 +119,38 @@ impl Interrupt for Recorder {
     }
 }
 
-/// A temporary directory for the whole run, with an echoing listener at `v_1024`; each input's
-/// device listens at `v` (its drop removes the socket).
-fn socket_dir() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
+/// A temporary directory for the whole run and, at `v_1024` in it, the host end of guest port
+/// 1024 (non-blocking; each input's `echo` thread serves it). Each input's device listens at
+/// `v` (its drop removes the socket).
+fn sockets() -> &'static (tempfile::TempDir, UnixListener) {
+    static SOCKETS: OnceLock<(tempfile::TempDir, UnixListener)> = OnceLock::new();
+    SOCKETS.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir");
         let listener = UnixListener::bind(dir.path().join(format!("v_{ECHO_PORT}")))
             .expect("echo listener");
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                std::thread::spawn(move || echo(stream));
-            }
-        });
-        dir
+        listener.set_nonblocking(true).expect("non-blocking listener");
+        (dir, listener)
     })
-    .path()
 }
 
-/// Sends back what it reads until the device closes the connection.
-fn echo(mut stream: UnixStream) {
+/// Until `stop`, accepts the device's connections to port 1024 and sends back what they carry
+/// (what does not fit the socket right away is dropped). Runs on a scoped thread joined at the
+/// end of each input, so no thread outlives it.
+fn echo(listener: &UnixListener, stop: &AtomicBool) {
+    let mut streams: Vec<UnixStream> = Vec::new();
     let mut buffer = [0u8; 4096];
-    while let Ok(n @ 1..) = stream.read(&mut buffer) {
-        if stream.write_all(&buffer[..n]).is_err() {
-            return;
+    while !stop.load(Ordering::Acquire) {
+        while let Ok((stream, _)) = listener.accept() {
+            if stream.set_nonblocking(true).is_ok() {
+                streams.push(stream);
+            }
         }
+        streams.retain_mut(|stream| match stream.read(&mut buffer) {
+            Ok(0) => false,
+            Ok(n) => stream.write(&buffer[..n]).is_ok(),
+            Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+        });
+        std::thread::sleep(Duration::from_micros(200));
     }
 }
 
@@ -316,6 +324,30 @@ fn wait_for_tx(ring: &Ring, count: u16) {
 }
 
 fuzz_target!(|data: &[u8]| {
+    let (dir, listener) = sockets();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let echo = scope.spawn(|| echo(listener, &stop));
+        let stopper = StopOnDrop(&stop);
+        run(data, dir.path().join("v"));
+        drop(stopper);
+        // Joined here rather than by the scope, which only waits for the closure to return:
+        // a thread still running its exit code would count as a leak.
+        let _ = echo.join();
+    });
+});
+
+/// Stops the echo thread however `run` ends, so the scope can join it.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// One input against a fresh device listening at `uds_path`.
+fn run(data: &[u8], uds_path: PathBuf) {
     let mut input = Input { data, at: 0 };
     let setup = input.byte();
     let rx_buffers = usize::from(setup & 15);
@@ -339,7 +371,6 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let uds_path: PathBuf = socket_dir().join("v");
     let mut device = Vsock::new(GUEST_CID, &uds_path).expect("vsock device");
     let client = host_client.then(|| {
         let mut stream = UnixStream::connect(&uds_path).expect("host client");
@@ -401,4 +432,4 @@ fuzz_target!(|data: &[u8]| {
     if rx_used > 0 {
         assert!(interrupt.signalled(RX_QUEUE), "rx buffers used without an interrupt");
     }
-});
+}
