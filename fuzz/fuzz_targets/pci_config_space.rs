@@ -16,9 +16,7 @@ use libfuzzer_sys::fuzz_target;
 use runvm_sandbox_vm::arch::x86_64::layout::{
     PCI_CONFIG_PORT, PCI_CONFIG_PORT_LEN, PCI_MMIO_SIZE, PCI_MMIO_START,
 };
-use runvm_sandbox_vm::devices::pci::config::{
-    BAR0, COMMAND, COMMAND_BUS_MASTER, COMMAND_MEMORY,
-};
+use runvm_sandbox_vm::devices::pci::config::{BAR0, COMMAND, COMMAND_BUS_MASTER, COMMAND_MEMORY};
 use runvm_sandbox_vm::devices::pci::{PciConfigPorts, PciRoot};
 use runvm_sandbox_vm::devices::virtio::block::Block;
 use runvm_sandbox_vm::devices::virtio::pci::{
@@ -91,8 +89,16 @@ impl VirtioDevice for Watched {
     }
     fn ack_features(&mut self, features: u64) {
         let offered = self.inner.offered_features();
-        assert_eq!(features & !offered, 0, "acked {features:#x} of {offered:#x}");
-        assert_ne!(features & VIRTIO_F_VERSION_1, 0, "acked {features:#x} without VERSION_1");
+        assert_eq!(
+            features & !offered,
+            0,
+            "acked {features:#x} of {offered:#x}"
+        );
+        assert_ne!(
+            features & VIRTIO_F_VERSION_1,
+            0,
+            "acked {features:#x} without VERSION_1"
+        );
         self.watch().acked = Some(features);
         self.inner.ack_features(features);
     }
@@ -197,7 +203,9 @@ impl Machine {
             .expect("guest memory");
         let mut devices: Vec<Box<dyn VirtioDevice>> = vec![Box::new(Rng::new())];
         if with_block {
-            devices.push(Box::new(Block::new(image(), read_only, b"fuzz").expect("block")));
+            devices.push(Box::new(
+                Block::new(image(), read_only, b"fuzz").expect("block"),
+            ));
         }
         let mut root = PciRoot::new(PCI_MMIO_START, PCI_MMIO_SIZE);
         let mut watches = Vec::new();
@@ -259,7 +267,10 @@ impl Machine {
             _ => true,
         };
         if floats {
-            assert!(first.iter().all(|b| *b == 0xff), "port {port:#x}: {first:x?}");
+            assert!(
+                first.iter().all(|b| *b == 0xff),
+                "port {port:#x}: {first:x?}"
+            );
         }
         first
     }
@@ -304,7 +315,11 @@ impl Machine {
     fn mmio_write(&mut self, addr: u64, data: &[u8]) {
         let claimed = self.mmio.write(addr, data);
         let window = PCI_MMIO_START..PCI_MMIO_START + PCI_MMIO_SIZE;
-        assert_eq!(claimed, window.contains(&addr), "MMIO {addr:#x} write claimed");
+        assert_eq!(
+            claimed,
+            window.contains(&addr),
+            "MMIO {addr:#x} write claimed"
+        );
     }
 
     fn mmio_read(&mut self, addr: u64, width: usize) -> Vec<u8> {
@@ -314,9 +329,16 @@ impl Machine {
         self.mmio.read(addr, &mut second);
         assert_filled(&first, &second, "MMIO", addr);
         let window = PCI_MMIO_START..PCI_MMIO_START + PCI_MMIO_SIZE;
-        assert_eq!(claimed, window.contains(&addr), "MMIO {addr:#x} read claimed");
+        assert_eq!(
+            claimed,
+            window.contains(&addr),
+            "MMIO {addr:#x} read claimed"
+        );
         if !self.decoded(addr) {
-            assert!(first.iter().all(|b| *b == 0xff), "MMIO {addr:#x}: {first:x?}");
+            assert!(
+                first.iter().all(|b| *b == 0xff),
+                "MMIO {addr:#x}: {first:x?}"
+            );
         }
         first
     }
@@ -377,7 +399,10 @@ impl Machine {
         let status = self.common_read(function, STATUS_REG, 1) as u8;
         let valid = accepted & !offered == 0;
         if status & STATUS_DRIVER_OK != 0 && self.bar_decodes(function) {
-            assert!(valid, "DRIVER_OK with features {accepted:#x} of {offered:#x}");
+            assert!(
+                valid,
+                "DRIVER_OK with features {accepted:#x} of {offered:#x}"
+            );
         }
     }
 

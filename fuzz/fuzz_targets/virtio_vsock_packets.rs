@@ -48,9 +48,12 @@ const DESC_F_WRITE: u16 = 2;
 const MAX_PACKETS: usize = 64;
 /// How long the worker may take to serve the tx ring before it counts as stuck.
 const SERVE_DEADLINE: Duration = Duration::from_secs(5);
+/// Longest wait for host-to-guest traffic after the tx chains were served.
+const LINGER: Duration = Duration::from_millis(3);
 
 /// The input, read front to back (missing bytes read 0). `[0]`: bits 0-3 the number of rx
-/// buffers, bit 4 a host client connects with `CONNECT 1234` before activation; `[1..]` the
+/// buffers, bit 4 a host client connects with `CONNECT 1234` before activation, bit 5 waits
+/// up to 3 ms after the tx chains were served for the rx buffers to fill; `[1..]` the
 /// rx buffer lengths (one byte each, 16 * (b + 1) bytes, so some are shorter than a header);
 /// then packets until the input ends (at most 64), each:
 /// `shape` byte (bit 0 raw CIDs, bit 1 raw type, bit 2 header split over two descriptors,
@@ -126,9 +129,11 @@ fn sockets() -> &'static (tempfile::TempDir, UnixListener) {
     static SOCKETS: OnceLock<(tempfile::TempDir, UnixListener)> = OnceLock::new();
     SOCKETS.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir");
-        let listener = UnixListener::bind(dir.path().join(format!("v_{ECHO_PORT}")))
-            .expect("echo listener");
-        listener.set_nonblocking(true).expect("non-blocking listener");
+        let listener =
+            UnixListener::bind(dir.path().join(format!("v_{ECHO_PORT}"))).expect("echo listener");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
         (dir, listener)
     })
 }
@@ -204,7 +209,10 @@ impl<'a> Ring<'a> {
             .expect("avail entry");
         self.heads.push(head);
         self.mem
-            .write_obj((self.heads.len() as u16).to_le(), GuestAddress(self.base + AVAIL + 2))
+            .write_obj(
+                (self.heads.len() as u16).to_le(),
+                GuestAddress(self.base + AVAIL + 2),
+            )
             .expect("avail idx");
         true
     }
@@ -352,6 +360,7 @@ fn run(data: &[u8], uds_path: PathBuf) {
     let setup = input.byte();
     let rx_buffers = usize::from(setup & 15);
     let host_client = setup & 0x10 != 0;
+    let linger = setup & 0x20 != 0;
 
     let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM_SIZE as usize)])
         .expect("guest memory");
@@ -392,21 +401,41 @@ fn run(data: &[u8], uds_path: PathBuf) {
     device.queue_notify(TX_QUEUE);
     let published = tx.heads.len() as u16;
     wait_for_tx(&tx, published);
+    if linger {
+        // Time for the echo (or the host client) to answer through the rx buffers.
+        let until = Instant::now() + LINGER;
+        while usize::from(rx.used_idx()) < rx_buffers && Instant::now() < until {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
     // Joins the worker: from here on the rings are final.
     drop(device);
     drop(client);
 
-    assert_eq!(tx.used_idx(), published, "tx chains used after the last notify");
+    assert_eq!(
+        tx.used_idx(),
+        published,
+        "tx chains used after the last notify"
+    );
     for slot in 0..published {
         let (id, len) = tx.used(slot);
-        assert!(tx.heads.contains(&(id as u16)) && id < u32::from(RING_SIZE), "tx used id {id}");
+        assert!(
+            tx.heads.contains(&(id as u16)) && id < u32::from(RING_SIZE),
+            "tx used id {id}"
+        );
         assert_eq!(len, 0, "the device wrote into tx chain {id}");
     }
     if published > 0 {
-        assert!(interrupt.signalled(TX_QUEUE), "tx chains used without an interrupt");
+        assert!(
+            interrupt.signalled(TX_QUEUE),
+            "tx chains used without an interrupt"
+        );
     }
     let rx_used = rx.used_idx();
-    assert!(usize::from(rx_used) <= rx_buffers, "{rx_used} rx of {rx_buffers} buffers");
+    assert!(
+        usize::from(rx_used) <= rx_buffers,
+        "{rx_used} rx of {rx_buffers} buffers"
+    );
     for slot in 0..rx_used {
         let (id, len) = rx.used(slot);
         let index = rx
@@ -414,22 +443,40 @@ fn run(data: &[u8], uds_path: PathBuf) {
             .iter()
             .position(|head| u32::from(*head) == id)
             .unwrap_or_else(|| panic!("rx used id {id} was never published"));
-        assert!(len <= rx_lengths[index], "rx used len {len} of {}", rx_lengths[index]);
+        assert!(
+            len <= rx_lengths[index],
+            "rx used len {len} of {}",
+            rx_lengths[index]
+        );
         if len == 0 {
             continue;
         }
         let mut header = [0u8; HEADER_SIZE];
-        mem.read_slice(&mut header, GuestAddress(RX_BUFFERS + RX_BUFFER_SPACE * index as u64))
-            .expect("rx header");
+        mem.read_slice(
+            &mut header,
+            GuestAddress(RX_BUFFERS + RX_BUFFER_SPACE * index as u64),
+        )
+        .expect("rx header");
         let u64_at = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8"));
         let u32_at = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4"));
         let u16_at = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]);
-        assert_eq!((u64_at(0), u64_at(8)), (HOST_CID, GUEST_CID), "rx packet addresses");
+        assert_eq!(
+            (u64_at(0), u64_at(8)),
+            (HOST_CID, GUEST_CID),
+            "rx packet addresses"
+        );
         assert_eq!(u16_at(28), TYPE_STREAM, "rx packet type");
         assert!((1..=7).contains(&u16_at(30)), "rx packet op {}", u16_at(30));
-        assert_eq!(len, HEADER_SIZE as u32 + u32_at(24), "rx used len vs header len");
+        assert_eq!(
+            len,
+            HEADER_SIZE as u32 + u32_at(24),
+            "rx used len vs header len"
+        );
     }
     if rx_used > 0 {
-        assert!(interrupt.signalled(RX_QUEUE), "rx buffers used without an interrupt");
+        assert!(
+            interrupt.signalled(RX_QUEUE),
+            "rx buffers used without an interrupt"
+        );
     }
 }
