@@ -116,7 +116,8 @@ fuzz_target!(|data: &[u8]| {
         .expect("guest memory");
     let buffers = input.tail(buffers_at);
     let buffers = &buffers[..buffers.len().min((MEM_SIZE - BUFFERS) as usize)];
-    mem.write_slice(buffers, GuestAddress(BUFFERS)).expect("buffers");
+    mem.write_slice(buffers, GuestAddress(BUFFERS))
+        .expect("buffers");
     for i in 0..descs {
         let raw = input.bytes(9 + 16 * i, 16);
         let addr = u64::from_le_bytes(raw[0..8].try_into().expect("8 bytes"));
@@ -163,13 +164,19 @@ fuzz_target!(|data: &[u8]| {
     if published > size {
         assert_eq!(used_idx, 0, "served chains past an invalid avail index");
     } else {
-        assert!(used_idx <= published, "{used_idx} used of {published} published");
+        assert!(
+            used_idx <= published,
+            "{used_idx} used of {published} published"
+        );
     }
     for slot in 0..used_idx.min(size) {
         let id: u32 = mem
             .read_obj(GuestAddress(USED_RING + 4 + 8 * u64::from(slot)))
             .expect("used id");
-        assert!(u32::from_le(id) < u32::from(size), "used id {id} past the table");
+        assert!(
+            u32::from_le(id) < u32::from(size),
+            "used id {id} past the table"
+        );
     }
     assert!(*interrupt.0.lock().unwrap_or_else(|e| e.into_inner()) <= notifies);
 });
