@@ -303,32 +303,26 @@ impl Block {
             return Completion::status(VIRTIO_BLK_S_IOERR);
         }
         let len = writer.available_bytes();
-        let Some(mut offset) = self.checked_offset(sector, len) else {
+        let Some(offset) = self.checked_offset(sector, len) else {
             return Completion::status(VIRTIO_BLK_S_IOERR);
         };
         let mut chunk = std::mem::take(&mut self.chunk);
-        let mut done = 0usize;
-        let result = loop {
-            if done == len {
-                break Ok(());
-            }
-            let n = (len - done).min(COPY_CHUNK);
-            chunk.resize(n, 0);
-            if let Err(source) = self.image.read_exact_at(&mut chunk, offset) {
-                break Err(DeviceError::Io {
-                    what: format!("virtio-blk read of {n} bytes at image offset {offset}"),
+        let image = &self.image;
+        let result = in_chunks(&mut chunk, len, offset, |piece, at| {
+            image
+                .read_exact_at(piece, at)
+                .map_err(|source| DeviceError::Io {
+                    what: format!(
+                        "virtio-blk read of {} bytes at image offset {at}",
+                        piece.len()
+                    ),
                     source,
-                });
-            }
-            if let Err(source) = writer.write_all(&chunk) {
-                break Err(DeviceError::Io {
-                    what: "virtio-blk copy into guest buffers".into(),
-                    source,
-                });
-            }
-            done += n;
-            offset += n as u64;
-        };
+                })?;
+            writer.write_all(piece).map_err(|source| DeviceError::Io {
+                what: "virtio-blk copy into guest buffers".into(),
+                source,
+            })
+        });
         self.chunk = chunk;
         let written = u32::try_from(writer.bytes_written()).unwrap_or(u32::MAX);
         match result {
@@ -358,32 +352,26 @@ impl Block {
             return Completion::status(VIRTIO_BLK_S_IOERR);
         }
         let len = reader.available_bytes();
-        let Some(mut offset) = self.checked_offset(sector, len) else {
+        let Some(offset) = self.checked_offset(sector, len) else {
             return Completion::status(VIRTIO_BLK_S_IOERR);
         };
         let mut chunk = std::mem::take(&mut self.chunk);
-        let mut done = 0usize;
-        let result = loop {
-            if done == len {
-                break Ok(());
-            }
-            let n = (len - done).min(COPY_CHUNK);
-            chunk.resize(n, 0);
-            if let Err(source) = reader.read_exact(&mut chunk) {
-                break Err(DeviceError::Io {
-                    what: "virtio-blk copy from guest buffers".into(),
+        let image = &self.image;
+        let result = in_chunks(&mut chunk, len, offset, |piece, at| {
+            reader.read_exact(piece).map_err(|source| DeviceError::Io {
+                what: "virtio-blk copy from guest buffers".into(),
+                source,
+            })?;
+            image
+                .write_all_at(piece, at)
+                .map_err(|source| DeviceError::Io {
+                    what: format!(
+                        "virtio-blk write of {} bytes at image offset {at}",
+                        piece.len()
+                    ),
                     source,
-                });
-            }
-            if let Err(source) = self.image.write_all_at(&chunk, offset) {
-                break Err(DeviceError::Io {
-                    what: format!("virtio-blk write of {n} bytes at image offset {offset}"),
-                    source,
-                });
-            }
-            done += n;
-            offset += n as u64;
-        };
+                })
+        });
         self.chunk = chunk;
         match result {
             Ok(()) => Completion::status(VIRTIO_BLK_S_OK),
@@ -512,4 +500,23 @@ impl VirtioDevice for Block {
         self.active = None;
         self.acked_features = 0;
     }
+}
+
+/// Moves `len` bytes from image `offset` on in pieces of at most [`COPY_CHUNK`] through
+/// `buf` (kept between requests so a request allocates nothing); `step` moves one piece.
+fn in_chunks(
+    buf: &mut Vec<u8>,
+    len: usize,
+    mut offset: u64,
+    mut step: impl FnMut(&mut [u8], u64) -> Result<(), DeviceError>,
+) -> Result<(), DeviceError> {
+    let mut done = 0usize;
+    while done < len {
+        let n = (len - done).min(COPY_CHUNK);
+        buf.resize(n, 0);
+        step(buf, offset)?;
+        done += n;
+        offset += n as u64;
+    }
+    Ok(())
 }
