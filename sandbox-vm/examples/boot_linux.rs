@@ -63,10 +63,12 @@ fn parse_args() -> Result<Args, String> {
         vcpus: 1,
         timeout: Duration::from_secs(60),
         mark: None,
-        // Cheap and needs nothing from the host. The main thread takes no guest input and
-        // stays unfiltered: with devices it made one call at the end (an openat) that the
-        // main list lacks and that is not yet traced.
-        confinement: Some(Confinement::standard()),
+        // Cheap and needs nothing from the host; this process only waits for the VM, so
+        // its main thread is filtered too.
+        confinement: Some(Confinement {
+            filter_starting_thread: true,
+            ..Confinement::standard()
+        }),
         devices: Vec::new(),
         disks: Vec::new(),
         vsock: None,

@@ -434,12 +434,43 @@ extern "C" fn on_refused_syscall(
     write_decimal(&mut line[52..62], u64::try_from(tid).unwrap_or(0));
     // SAFETY: writing a stack buffer to fd 2; the result does not matter.
     unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+    if i64::from(nr) == libc::SYS_openat {
+        // SAFETY: `context` is the interrupted thread's ucontext_t; RSI held openat's path.
+        let path = unsafe {
+            (*context.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RSI as usize]
+        };
+        report_path(path as *const u8);
+    }
     // SAFETY: for SA_SIGINFO handlers `context` is the interrupted thread's ucontext_t;
     // RAX holds the syscall's return value when the handler returns.
     unsafe {
         let uc = context.cast::<libc::ucontext_t>();
         (*uc).uc_mcontext.gregs[libc::REG_RAX as usize] = -i64::from(libc::ENOSYS);
     }
+}
+
+/// Writes `  path: <the NUL-terminated string at path>\n` (at most 120 bytes of it) to
+/// stderr, to name the file a refused openat wanted.
+fn report_path(path: *const u8) {
+    if path.is_null() {
+        return;
+    }
+    let mut line = [0u8; 130];
+    line[..8].copy_from_slice(b"  path: ");
+    let mut len = 8;
+    while len < line.len() - 1 {
+        // SAFETY: the interrupted openat was about to read this NUL-terminated string, so
+        // it is readable up to its NUL; the loop stops there or at 120 bytes.
+        let byte = unsafe { path.add(len - 8).read() };
+        if byte == 0 {
+            break;
+        }
+        line[len] = byte;
+        len += 1;
+    }
+    line[len] = b'\n';
+    // SAFETY: writing a stack buffer to fd 2; the result does not matter.
+    unsafe { libc::write(2, line.as_ptr().cast(), len + 1) };
 }
 
 /// Right-aligned decimal digits, zero-padded, into `out` (no allocation: signal handler).
