@@ -415,7 +415,7 @@ fn attach_pci(
     Ok(Buses { pio, mmio })
 }
 
-fn build_pio_bus(
+pub(crate) fn build_pio_bus(
     kvm_vm: &KvmVm,
     signal: &Arc<ExitSignal>,
     serial_out: Box<dyn Write + Send>,

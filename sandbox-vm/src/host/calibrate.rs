@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::builder::{Vm, VmConfig};
+use super::bare_vm;
+use crate::builder::GuestImage;
 use crate::devices::legacy::serial::SharedBuffer;
 use crate::exit::ExitReason;
 use crate::guest;
@@ -39,14 +40,12 @@ pub fn calibrate(iterations: u32) -> Calibration {
         note,
     };
     let out = SharedBuffer::new();
-    let image = guest::real_mode_count_down(iterations, DONE);
-    let vm = match Vm::build(&VmConfig::default(), &image, Box::new(out.clone())) {
-        Ok(vm) => vm,
-        Err(e) => return failed(format!("could not build the calibration VM: {e}")),
+    let GuestImage::Code { code, .. } = guest::real_mode_count_down(iterations, DONE) else {
+        return failed("the calibration guest is not flat code".to_string());
     };
-    let outcome = match vm.run(Some(Duration::from_secs(30))) {
+    let outcome = match bare_vm::run_real_mode(&code, out.clone(), Duration::from_secs(30)) {
         Ok(o) => o,
-        Err(e) => return failed(format!("could not start the calibration VM: {e}")),
+        Err(e) => return failed(format!("could not run the calibration VM: {e}")),
     };
     if outcome.reason != (ExitReason::DebugExit { status: DONE }) || out.contents() != b"SE" {
         return failed(format!(

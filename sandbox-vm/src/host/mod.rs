@@ -5,6 +5,7 @@
 //! instruction emulator) and the CPU's vmx/svm flags; optionally a calibration run of a tiny
 //! guest measures how fast guest code really goes.
 
+mod bare_vm;
 pub mod calibrate;
 pub mod facts;
 
