@@ -104,9 +104,13 @@ fn concurrent_creates_under_a_new_shared_parent_cgroup_both_succeed() {
     }
     const ROUNDS: usize = 25;
     const PER_ROUND: usize = 4;
+    // Declared before the runtime so it drops after it: when a round fails, the runtime's drop
+    // deletes the containers first, then the shared parents can go.
+    let parents = SharedParents::default();
     let rt = Runtime::new();
     for round in 0..ROUNDS {
         let parent = format!("/{}", unique_id("runvm-race-parent"));
+        parents.0.borrow_mut().push(parent.clone());
         let mut bundles: Vec<BusyboxBundle> =
             (0..PER_ROUND).map(|_| BusyboxBundle::new()).collect();
         for b in bundles.iter_mut() {
@@ -130,10 +134,21 @@ fn concurrent_creates_under_a_new_shared_parent_cgroup_both_succeed() {
                 assert!(!dir.exists(), "{} left behind", dir.display());
             }
         }
-        // Whichever create made the shared parent may have found the other's leaf still in it
-        // at delete time; the parent is then left, as runc leaves it. Clean it for the next run.
-        for dir in cgroup_dirs(&parent) {
-            let _ = std::fs::remove_dir(dir);
+        // Whichever create made the shared parent may have found another's leaf still in it
+        // at delete time; the parent is then left, as runc leaves it: `parents` removes it.
+    }
+}
+
+/// Parent cgroups the test made up; removed in every hierarchy when dropped.
+#[derive(Default)]
+struct SharedParents(std::cell::RefCell<Vec<String>>);
+
+impl Drop for SharedParents {
+    fn drop(&mut self) {
+        for parent in self.0.borrow().iter() {
+            for dir in cgroup_dirs(parent) {
+                let _ = std::fs::remove_dir(dir);
+            }
         }
     }
 }
