@@ -8,7 +8,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -17,7 +17,6 @@ use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use serde::Serialize;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
-use vmm_sys_util::signal::Killable;
 
 use crate::arch::x86_64::acpi::{self, ACPI_SLEEP_PORT};
 pub use crate::arch::x86_64::cpuid::CpuidPolicy;
@@ -494,18 +493,7 @@ impl RunningVm {
 
     /// Waits for the guest to end, or for `timeout` (then stops it), and joins every vCPU.
     pub fn wait(mut self, timeout: Option<Duration>) -> VmOutcome {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let (reason, reported_at) = match self.signal.wait_until(deadline) {
-            Some(found) => found,
-            None => {
-                let after = timeout.unwrap_or_default();
-                self.signal.report(ExitReason::TimedOut { after });
-                // Someone may have reported first in the meantime: theirs wins.
-                self.signal
-                    .wait_until(None)
-                    .unwrap_or((ExitReason::TimedOut { after }, Instant::now()))
-            }
-        };
+        let (reason, reported_at) = self.signal.wait_or_time_out(timeout);
         self.stop_vcpus();
         let created = self.signal.created();
         VmOutcome {
@@ -520,18 +508,7 @@ impl RunningVm {
 
     /// Sets the stop flag, kicks every vCPU out of KVM_RUN and joins the threads.
     fn stop_vcpus(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        for thread in self.threads.drain(..) {
-            // One kick suffices (it sets immediate_exit); re-kick in case the thread was
-            // between checks, and stop waiting on a thread only when it has finished.
-            while !thread.is_finished() {
-                let _ = thread.kill(kick::kick_signal());
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            // The vCPU loop does not panic on guest input; a panic is already reported on
-            // stderr by the thread itself.
-            let _ = thread.join();
-        }
+        kick::stop_and_join(&self.stop, self.threads.drain(..));
     }
 }
 

@@ -139,6 +139,19 @@ impl ExitSignal {
         }
     }
 
+    /// Waits for the VM to end, at most `timeout` (then reports `TimedOut`); returns the
+    /// reason and when it was reported. Someone reporting first in the meantime wins.
+    pub fn wait_or_time_out(&self, timeout: Option<Duration>) -> (ExitReason, Instant) {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        if let Some(found) = self.wait_until(deadline) {
+            return found;
+        }
+        let after = timeout.unwrap_or_default();
+        self.report(ExitReason::TimedOut { after });
+        self.wait_until(None)
+            .unwrap_or((ExitReason::TimedOut { after }, Instant::now()))
+    }
+
     /// Notes the first byte the guest sent to the serial port.
     pub fn note_output(&self) {
         let _ = self.first_output.set(Instant::now());

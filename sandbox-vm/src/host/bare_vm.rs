@@ -4,12 +4,11 @@
 //! of the device model: PCI, virtio, ACPI tables, confinement. That code is never run by such a
 //! binary but still costs it about 280 KiB of peak RSS in start-up relocations.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vm_memory::{Bytes, GuestAddress};
-use vmm_sys_util::signal::Killable;
 
 use crate::arch::x86_64::layout::CODE_START;
 use crate::builder::build_pio_bus;
@@ -62,22 +61,9 @@ pub(crate) fn run_real_mode(
             move || vcpu.run(buses, signal, stop)
         })
         .map_err(|source| VmError::VcpuThread { index: 0, source })?;
-    let (reason, at) = match signal.wait_until(Some(created + limit)) {
-        Some(ended) => ended,
-        None => {
-            signal.report(ExitReason::TimedOut { after: limit });
-            signal
-                .wait_until(None)
-                .unwrap_or((ExitReason::TimedOut { after: limit }, Instant::now()))
-        }
-    };
-    // Stop the vCPU (a kick makes KVM_RUN return) and join it before the VM and its memory go.
-    stop.store(true, Ordering::Release);
-    while !thread.is_finished() {
-        let _ = thread.kill(kick::kick_signal());
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let _ = thread.join();
+    let (reason, at) = signal.wait_or_time_out(Some(limit));
+    // Stop the vCPU and join it before the VM and its memory go.
+    kick::stop_and_join(&stop, [thread]);
     Ok(BareOutcome {
         reason,
         first_output_after: signal.first_output_after(),

@@ -59,3 +59,23 @@ impl Drop for KickTarget {
         CURRENT_KVM_RUN.with(|current| current.set(std::ptr::null_mut()));
     }
 }
+
+/// Sets `stop`, kicks each vCPU thread out of KVM_RUN and joins it.
+pub fn stop_and_join(
+    stop: &std::sync::atomic::AtomicBool,
+    threads: impl IntoIterator<Item = std::thread::JoinHandle<()>>,
+) {
+    use vmm_sys_util::signal::Killable;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    for thread in threads {
+        // One kick suffices (it sets immediate_exit); re-kick in case the thread was between
+        // checks, and stop waiting on a thread only when it has finished.
+        while !thread.is_finished() {
+            let _ = thread.kill(kick_signal());
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // The vCPU loop does not panic on guest input; a panic is already reported on stderr
+        // by the thread itself.
+        let _ = thread.join();
+    }
+}
