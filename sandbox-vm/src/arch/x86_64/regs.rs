@@ -21,36 +21,42 @@ const RFLAGS_RESERVED: u64 = 1 << 1;
 
 /// Writes the GDT, an empty IDT and the identity page tables; returns the CR3 to load.
 pub fn write_long_mode_tables(mem: &GuestMemoryMmap) -> Result<u64, VmError> {
-    for (i, entry) in gdt::long_mode_gdt().iter().enumerate() {
+    write_gdt_and_empty_idt(mem, &gdt::long_mode_gdt())?;
+    paging::write_identity_tables(mem)
+}
+
+/// Writes `table` at GDT_START and a zero IDT descriptor at IDT_START.
+fn write_gdt_and_empty_idt(mem: &GuestMemoryMmap, table: &[u64]) -> Result<(), VmError> {
+    for (i, entry) in table.iter().enumerate() {
         let addr = GDT_START + i as u64 * 8;
         mem.write_obj(*entry, GuestAddress(addr))
             .map_err(|e| VmError::GuestMemory(format!("GDT entry at {addr:#x}: {e}")))?;
     }
     mem.write_obj(0u64, GuestAddress(IDT_START))
-        .map_err(|e| VmError::GuestMemory(format!("IDT at {IDT_START:#x}: {e}")))?;
-    paging::write_identity_tables(mem)
+        .map_err(|e| VmError::GuestMemory(format!("IDT at {IDT_START:#x}: {e}")))
 }
 
-/// Special registers for 64-bit long mode with paging on, starting from the vCPU's
-/// reset state `sregs`.
-pub fn long_mode_sregs(mut sregs: kvm_sregs, cr3: u64) -> kvm_sregs {
-    let table = gdt::long_mode_gdt();
-    let code = gdt::segment_from_entry(table[CODE64_INDEX], CODE64_INDEX);
+/// Points GDTR and IDTR at the monitor's tables and loads flat segments from `table`:
+/// `code_index` for CS, the data entry for the others, the TSS for TR.
+fn load_segments(sregs: &mut kvm_sregs, table: &[u64; 4], code_index: usize) {
     let data = gdt::segment_from_entry(table[DATA_INDEX], DATA_INDEX);
-    let tss = gdt::segment_from_entry(table[TSS_INDEX], TSS_INDEX);
-
     sregs.gdt.base = GDT_START;
-    sregs.gdt.limit = (std::mem::size_of_val(&table) - 1) as u16;
+    sregs.gdt.limit = (std::mem::size_of_val(table) - 1) as u16;
     sregs.idt.base = IDT_START;
     sregs.idt.limit = 7;
-    sregs.cs = code;
+    sregs.cs = gdt::segment_from_entry(table[code_index], code_index);
     sregs.ds = data;
     sregs.es = data;
     sregs.fs = data;
     sregs.gs = data;
     sregs.ss = data;
-    sregs.tr = tss;
+    sregs.tr = gdt::segment_from_entry(table[TSS_INDEX], TSS_INDEX);
+}
 
+/// Special registers for 64-bit long mode with paging on, starting from the vCPU's
+/// reset state `sregs`.
+pub fn long_mode_sregs(mut sregs: kvm_sregs, cr3: u64) -> kvm_sregs {
+    load_segments(&mut sregs, &gdt::long_mode_gdt(), CODE64_INDEX);
     sregs.cr3 = cr3;
     sregs.cr4 |= CR4_PAE;
     sregs.cr0 |= CR0_PE | CR0_ET | CR0_PG;
@@ -60,33 +66,14 @@ pub fn long_mode_sregs(mut sregs: kvm_sregs, cr3: u64) -> kvm_sregs {
 
 /// Writes the protected-mode GDT and an empty IDT for the PVH entry.
 pub fn write_protected_mode_tables(mem: &GuestMemoryMmap) -> Result<(), VmError> {
-    for (i, entry) in gdt::protected_mode_gdt().iter().enumerate() {
-        let addr = GDT_START + i as u64 * 8;
-        mem.write_obj(*entry, GuestAddress(addr))
-            .map_err(|e| VmError::GuestMemory(format!("GDT entry at {addr:#x}: {e}")))?;
-    }
-    mem.write_obj(0u64, GuestAddress(IDT_START))
-        .map_err(|e| VmError::GuestMemory(format!("IDT at {IDT_START:#x}: {e}")))
+    write_gdt_and_empty_idt(mem, &gdt::protected_mode_gdt())
 }
 
 /// Special registers for the PVH entry (Xen's "HVM direct boot" ABI, which Linux
 /// implements): 32-bit protected mode, paging off, flat code and data segments.
 pub fn protected_mode_sregs(mut sregs: kvm_sregs) -> kvm_sregs {
-    let table = gdt::protected_mode_gdt();
-    let code = gdt::segment_from_entry(table[CODE64_INDEX], CODE64_INDEX);
-    let data = gdt::segment_from_entry(table[DATA_INDEX], DATA_INDEX);
-    let tss = gdt::segment_from_entry(table[TSS_INDEX], TSS_INDEX);
-    sregs.gdt.base = GDT_START;
-    sregs.gdt.limit = (std::mem::size_of_val(&table) - 1) as u16;
-    sregs.idt.base = IDT_START;
-    sregs.idt.limit = 7;
-    sregs.cs = code;
-    sregs.ds = data;
-    sregs.es = data;
-    sregs.fs = data;
-    sregs.gs = data;
-    sregs.ss = data;
-    sregs.tr = tss;
+    // The 32-bit code entry sits at the index the 64-bit one has in the long-mode table.
+    load_segments(&mut sregs, &gdt::protected_mode_gdt(), CODE64_INDEX);
     // Exactly PE (+ET): the reset value's cache-disable bits must not survive into the
     // kernel, which only ORs in PG later.
     sregs.cr0 = CR0_PE | CR0_ET;
