@@ -10,10 +10,9 @@ use super::tree;
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Creates `mount/rel`. In the cpuset hierarchy a new cgroup starts with empty cpuset.cpus and
-/// cpuset.mems, which makes adding tasks fail with ENOSPC, so every level of `rel` whose values
-/// are still empty inherits its parent's, top down. Not only the levels this call created: a
-/// concurrent create may have made a shared parent (e.g. `runvm-clients/`) and not yet filled it,
-/// and copying its empty values would leave our leaf unable to hold tasks.
+/// cpuset.mems, which makes adding tasks fail with ENOSPC, so the leaf inherits its parent's
+/// values, and a parent found empty (a concurrent create made it, e.g. `runvm-clients/`, and
+/// has not filled it yet) is filled first from its own parent.
 pub(crate) fn create(
     mount: &Path,
     rel: &Path,
@@ -31,29 +30,34 @@ pub(crate) fn create(
     Ok(created)
 }
 
-/// Walks `mount/rel` from the top and gives each level with empty cpuset values its parent's.
+/// Makes `mount/rel` able to hold tasks: see [`inherit_cpuset`].
 fn fill_empty_cpusets(mount: &Path, rel: &Path) -> Result<(), CgroupError> {
-    let mut parent = mount.to_path_buf();
-    for component in rel.components() {
-        let dir = parent.join(component);
-        inherit_cpuset(&dir, &parent)?;
-        parent = dir;
-    }
-    Ok(())
+    inherit_cpuset(&mount.join(rel), mount)
 }
 
-/// Copies cpuset.cpus / cpuset.mems from `parent` into `dir` where `dir`'s are empty.
-fn inherit_cpuset(dir: &Path, parent: &Path) -> Result<(), CgroupError> {
+/// Copies cpuset.cpus / cpuset.mems from `dir`'s parent into `dir` where `dir`'s are empty,
+/// filling the parent the same way first when its values are empty too (up to `mount`, whose
+/// values are the machine's). A filled leaf costs two reads; only the race reads further up.
+fn inherit_cpuset(dir: &Path, mount: &Path) -> Result<(), CgroupError> {
+    let parent = dir
+        .parent()
+        .filter(|p| p.starts_with(mount))
+        .unwrap_or(mount);
     for file in ["cpuset.cpus", "cpuset.mems"] {
         let field = "cgroup creation (cpuset inheritance)";
         // No file: nothing that could block adding tasks.
         let Some(own) = fsio::read_optional(dir, file, field)? else {
             continue;
         };
-        if own.trim().is_empty() {
-            let inherited = fsio::read(parent, file, field)?;
-            fsio::write(dir, file, inherited.trim(), field)?;
+        if !own.trim().is_empty() {
+            continue;
         }
+        let mut inherited = fsio::read(parent, file, field)?;
+        if inherited.trim().is_empty() && parent != mount {
+            inherit_cpuset(parent, mount)?;
+            inherited = fsio::read(parent, file, field)?;
+        }
+        fsio::write(dir, file, inherited.trim(), field)?;
     }
     Ok(())
 }
