@@ -106,11 +106,11 @@ fn concurrent_creates_under_a_new_shared_parent_cgroup_both_succeed() {
     const PER_ROUND: usize = 4;
     // Declared before the runtime so it drops after it: when a round fails, the runtime's drop
     // deletes the containers first, then the shared parents can go.
-    let parents = SharedParents::default();
+    let mut parents = SharedParents::default();
     let rt = Runtime::new();
     for round in 0..ROUNDS {
         let parent = format!("/{}", unique_id("runvm-race-parent"));
-        parents.0.borrow_mut().push(parent.clone());
+        parents.0.push(parent.clone());
         let mut bundles: Vec<BusyboxBundle> =
             (0..PER_ROUND).map(|_| BusyboxBundle::new()).collect();
         for b in bundles.iter_mut() {
@@ -141,11 +141,11 @@ fn concurrent_creates_under_a_new_shared_parent_cgroup_both_succeed() {
 
 /// Parent cgroups the test made up; removed in every hierarchy when dropped.
 #[derive(Default)]
-struct SharedParents(std::cell::RefCell<Vec<String>>);
+struct SharedParents(Vec<String>);
 
 impl Drop for SharedParents {
     fn drop(&mut self) {
-        for parent in self.0.borrow().iter() {
+        for parent in &self.0 {
             for dir in cgroup_dirs(parent) {
                 let _ = std::fs::remove_dir(dir);
             }
