@@ -23,3 +23,4 @@ pub mod rlimits;
 pub mod rootfs;
 pub mod seccomp;
 pub mod selfexe;
+pub mod sysctl;

@@ -224,3 +224,123 @@ fn path_like_ids_never_touch_anything_outside_the_root() {
         }
     }
 }
+
+/// Restores a host sysctl if a test (wrongly) changed it, so one regression does not leak into
+/// the host for every later test.
+struct HostSysctl {
+    path: std::path::PathBuf,
+    before: String,
+}
+
+impl HostSysctl {
+    fn read(key: &str) -> Self {
+        let path = std::path::Path::new("/proc/sys").join(key.replace('.', "/"));
+        let before = std::fs::read_to_string(&path).expect("host sysctl");
+        HostSysctl { path, before }
+    }
+
+    /// A value different from the host's, so a write that wrongly reached the host shows.
+    fn other_value(&self) -> String {
+        let current: i64 = self.before.trim().parse().expect("numeric sysctl");
+        (if current == 1 { 0 } else { current.max(2) - 1 }).to_string()
+    }
+
+    fn assert_unchanged(&self) {
+        let now = std::fs::read_to_string(&self.path).expect("host sysctl");
+        assert_eq!(
+            now,
+            self.before,
+            "{} changed on the host",
+            self.path.display()
+        );
+    }
+}
+
+impl Drop for HostSysctl {
+    fn drop(&mut self) {
+        if std::fs::read_to_string(&self.path).ok().as_ref() != Some(&self.before) {
+            let _ = std::fs::write(&self.path, &self.before);
+        }
+    }
+}
+
+/// A config whose sysctl `key` must be refused: `create` and `run` fail naming the key, the
+/// host's value stays, nothing is left behind.
+fn expect_sysctl_refused(key: &str, namespaces: serde_json::Value) {
+    let host = HostSysctl::read(key);
+    let mut bundle = BusyboxBundle::new();
+    bundle.set_args(&["true"]);
+    bundle.config_mut()["linux"]["namespaces"] = namespaces;
+    // Only the sysctl is wrong: the hostname would need a uts namespace.
+    bundle.config_mut()["hostname"] = json!(null);
+    bundle.config_mut()["linux"]["sysctl"] = json!({ key: host.other_value() });
+    bundle.write_config();
+    expect_rejected(&bundle, &format!("linux.sysctl.{key}"));
+    let rt = Runtime::new();
+    assert_failure(&rt.run_bundle(&bundle), &format!("run with sysctl {key}"));
+    host.assert_unchanged();
+    rt.assert_no_leftovers(&bundle);
+}
+
+#[test]
+fn ipc_sysctl_without_an_ipc_namespace_is_refused() {
+    if !require_root() {
+        return;
+    }
+    expect_sysctl_refused(
+        "fs.mqueue.queues_max",
+        json!([{"type": "pid"}, {"type": "mount"}, {"type": "network"}]),
+    );
+    expect_sysctl_refused(
+        "kernel.msgmnb",
+        json!([{"type": "pid"}, {"type": "mount"}, {"type": "uts"}]),
+    );
+}
+
+#[test]
+fn network_sysctl_without_a_network_namespace_is_refused() {
+    if !require_root() {
+        return;
+    }
+    expect_sysctl_refused(
+        "net.ipv4.ip_forward",
+        json!([{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}]),
+    );
+}
+
+#[test]
+fn sysctl_of_the_hosts_namespace_joined_by_path_is_refused() {
+    if !require_root() {
+        return;
+    }
+    // This test process lives in the host's namespaces.
+    let own = |kind: &str| format!("/proc/{}/ns/{kind}", std::process::id());
+    expect_sysctl_refused(
+        "fs.mqueue.msg_max",
+        json!([{"type": "pid"}, {"type": "mount"}, {"type": "ipc", "path": own("ipc")}]),
+    );
+    expect_sysctl_refused(
+        "net.ipv4.ip_forward",
+        json!([{"type": "mount"}, {"type": "network", "path": own("net")}]),
+    );
+}
+
+#[test]
+fn hostname_and_global_sysctls_are_refused() {
+    if !require_root() {
+        return;
+    }
+    // The uts namespace is the container's own, but its names have their own fields.
+    for key in ["kernel.hostname", "kernel.domainname"] {
+        let mut bundle = BusyboxBundle::new();
+        bundle.set_args(&["true"]);
+        bundle.config_mut()["linux"]["sysctl"] = json!({ key: "changed" });
+        bundle.write_config();
+        expect_rejected(&bundle, &format!("linux.sysctl.{key}"));
+    }
+    // Not namespaced at all: every namespace of the default config does not help.
+    expect_sysctl_refused(
+        "vm.swappiness",
+        json!([{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]),
+    );
+}

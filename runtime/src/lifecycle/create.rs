@@ -69,6 +69,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, Error> {
     validate_id(&opts.id)?;
     let bundle = load_bundle(&opts.bundle)?;
     crate::host::check(&bundle.spec)?;
+    crate::sysctl::check(&bundle.spec)?;
     let linux = bundle.spec.linux().as_ref();
     let layout = cgroups::detect_layout()?;
     let cgroup = CgroupManager::new(
