@@ -7,12 +7,14 @@
 mod config;
 mod error;
 mod id;
+mod isolation;
 mod state;
 mod validate;
 
 pub use config::{load_bundle, load_spec, parse_and_validate, parse_process, Bundle, CONFIG_FILE};
 pub use error::OciError;
 pub use id::validate_id;
+pub use isolation::{IsolationClass, ISOLATION_ANNOTATION};
 pub use oci_spec;
 pub use state::{ContainerState, HookSet, Status};
 pub use validate::{validate_spec, SUPPORTED_OCI_MAJOR};

@@ -77,6 +77,10 @@ pub struct ContainerState {
     /// the rootfs on the host, which `delete` must detach.
     #[serde(default)]
     pub rootfs_mounted_on_host: bool,
+    /// The isolation class the sandbox runs in (states written before classes existed are
+    /// container-mode ones).
+    #[serde(default)]
+    pub isolation: crate::IsolationClass,
 }
 
 impl ContainerState {
@@ -114,7 +118,8 @@ impl ContainerState {
     }
 
     /// The state as the OCI spec defines it (what `state` prints and hooks read on stdin),
-    /// with runc's extra fields `rootfs`, `created` and `owner`.
+    /// with runc's extra fields `rootfs`, `created` and `owner`, and runvm's `isolation` (the
+    /// annotations stay the config's: hooks compare them).
     pub fn to_oci(&self, status: Status) -> serde_json::Value {
         serde_json::json!({
             "ociVersion": self.oci_version,
@@ -125,6 +130,7 @@ impl ContainerState {
             "rootfs": self.rootfs,
             "created": self.created,
             "owner": owner_name(self.owner),
+            "isolation": self.isolation,
             "annotations": self.annotations,
         })
     }
@@ -158,6 +164,7 @@ mod tests {
             cgroup: serde_json::json!({"layout": "v2"}),
             hooks: HookSet::default(),
             rootfs_mounted_on_host: false,
+            isolation: crate::IsolationClass::Container,
         }
     }
 

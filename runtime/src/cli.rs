@@ -63,6 +63,10 @@ pub struct CreateArgs {
     /// Pass N extra file descriptors (3..3+N) into the container.
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
+    /// Isolation class: container (default), vm or emulated; overrides the
+    /// runvm.io/isolation annotation and /etc/runvm/config.toml.
+    #[arg(long)]
+    pub isolation: Option<runvm_oci::IsolationClass>,
     pub id: String,
 }
 

@@ -159,6 +159,10 @@ fn create_options(args: CreateArgs) -> CreateOptions {
         no_new_keyring: args.no_new_keyring,
         preserve_fds: args.preserve_fds,
         stdio: None,
+        isolation: args.isolation,
+        invoked_as: std::env::args_os()
+            .next()
+            .and_then(|argv0| runvm_runtime::isolation::class_of_program(&argv0)),
     }
 }
 

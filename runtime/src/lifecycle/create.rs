@@ -5,13 +5,13 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use runvm_oci::{load_bundle, validate_id, ContainerState, HookSet, Status};
+use runvm_oci::{load_bundle, validate_id, ContainerState, HookSet, IsolationClass, Status};
 
 use super::Error;
 use crate::cgroups::{self, CgroupManager};
 use crate::container::{proc_start_time, ContainerDir, Store};
 use crate::fault;
-use crate::process::launch::{launch, LaunchRequest, Launched};
+use crate::process::launch::{LaunchRequest, Launched};
 
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
@@ -27,6 +27,10 @@ pub struct CreateOptions {
     /// Descriptors for init's stdin, stdout and stderr (e.g. a shim's FIFOs); `None` keeps the
     /// caller's own. The caller keeps them open until `create` returns.
     pub stdio: Option<[std::os::fd::RawFd; 3]>,
+    /// `--isolation`: the class asked for on the command line.
+    pub isolation: Option<IsolationClass>,
+    /// The class the executable's name stands for (a `runvm-vm` link).
+    pub invoked_as: Option<IsolationClass>,
 }
 
 /// A created container whose init waits for `start`. Holds the state-dir lock.
@@ -68,8 +72,15 @@ impl Drop for Undo {
 pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, Error> {
     validate_id(&opts.id)?;
     let bundle = load_bundle(&opts.bundle)?;
-    crate::host::check(&bundle.spec)?;
-    crate::sysctl::check(&bundle.spec)?;
+    let settings = crate::isolation::RuntimeConfig::load()?;
+    let isolation = crate::isolation::choose(
+        opts.isolation,
+        bundle.spec.annotations().as_ref(),
+        opts.invoked_as,
+        &settings,
+    )?;
+    let engine = crate::engine::for_class(isolation, &settings);
+    engine.validate(&bundle.spec)?;
     let linux = bundle.spec.linux().as_ref();
     let layout = cgroups::detect_layout()?;
     let cgroup = CgroupManager::new(
@@ -78,7 +89,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, Error> {
         &opts.id,
     )?;
 
-    let shares_host_mounts = crate::namespaces::config_shares_host_mounts(&bundle.spec);
+    let shares_host_mounts = engine.mounts_on_host(&bundle.spec);
     let mut undo = Undo {
         dir: Some(store.create(&opts.id)?),
         cgroup: None,
@@ -119,14 +130,11 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, Error> {
             poststop: hooks.and_then(|h| h.poststop().clone()).unwrap_or_default(),
         },
         rootfs_mounted_on_host: shares_host_mounts,
+        isolation,
     };
     dir.save(&state)?;
     fault::point("create:after-cgroup");
-    let resources = super::devices::with_default_devices(
-        &bundle.spec,
-        linux.and_then(|l| l.resources().as_ref()),
-    );
-    cgroup.apply(&resources)?;
+    cgroup.apply(&engine.host_resources(&bundle.spec))?;
     if shares_host_mounts {
         undo.host_rootfs = Some(bundle.rootfs.clone());
     }
@@ -141,7 +149,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, Error> {
         fault::point("create:after-clone");
         Ok(())
     };
-    let init = launch(&LaunchRequest {
+    let init = engine.launch(&LaunchRequest {
         bundle: &bundle,
         id: &opts.id,
         dir,

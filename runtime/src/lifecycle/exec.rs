@@ -102,6 +102,10 @@ pub fn exec(
             needed: "running",
         });
     }
+    let engine = crate::engine::for_class(state.isolation, &Default::default());
+    if let Some(why) = engine.exec_unsupported() {
+        return Err(Error::Setup(format!("container {}: {why}", state.id)));
+    }
     let spec = runvm_oci::load_spec(&state.bundle.join(CONFIG_FILE))?;
     let profile = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let credentials = crate::process::credentials::Credentials::prepare(&opts.process, profile)?;

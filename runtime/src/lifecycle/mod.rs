@@ -14,6 +14,7 @@ mod state;
 pub use control::{pause, pids, resume, stats, update};
 pub use create::{create, CreateOptions, Created};
 pub use delete::delete;
+pub use devices::with_default_devices;
 pub use error::Error;
 pub use exec::{exec, ExecOptions};
 pub use kill::{kill, parse_signal};

@@ -52,9 +52,17 @@ impl Launched {
 }
 
 /// Kills and reaps init if launching fails part-way, so no process is left behind.
-struct InitGuard {
-    pid: i32,
-    pidfd: Option<OwnedFd>,
+pub(crate) struct InitGuard {
+    pub(crate) pid: i32,
+    pub(crate) pidfd: Option<OwnedFd>,
+}
+
+impl InitGuard {
+    /// Launching succeeded: the process lives on as the container's.
+    pub(crate) fn disarm(mut self, pid: i32) -> Result<Launched, String> {
+        let pidfd = self.pidfd.take().ok_or("launch guard lost its pidfd")?;
+        Ok(Launched { pid, pidfd })
+    }
 }
 
 impl Drop for InitGuard {
@@ -156,7 +164,7 @@ pub fn launch(req: &LaunchRequest) -> Result<Launched, String> {
     drop(fifo);
     drop(error_file);
     drop(console);
-    let mut guard = InitGuard {
+    let guard = InitGuard {
         pid,
         pidfd: Some(pidfd),
     };
@@ -166,22 +174,32 @@ pub fn launch(req: &LaunchRequest) -> Result<Launched, String> {
         write_id_maps(pid, linux)?;
     }
     req.cgroup.add_task(pid).map_err(|e| e.to_string())?;
-    let channel_err = |e: std::io::Error| format!("channel to container init: {e}");
-    cli_chan.send(&Msg::Go(pid)).map_err(channel_err)?;
+    drive_to_ready(&cli_chan, req, pid, "container init")?;
+    guard.disarm(pid)
+}
+
+/// The cli's half of the channel protocol, shared by every engine's standing process (init, or
+/// a VM's supervisor): `Go`, then the create hooks when asked, until `Ready`.
+pub(crate) fn drive_to_ready(
+    chan: &channel::Channel,
+    req: &LaunchRequest,
+    pid: i32,
+    peer: &str,
+) -> Result<(), String> {
+    let channel_err = |e: std::io::Error| format!("channel to {peer}: {e}");
+    chan.send(&Msg::Go(pid)).map_err(channel_err)?;
     loop {
-        match cli_chan.recv().map_err(channel_err)? {
+        match chan.recv().map_err(channel_err)? {
             Some(Msg::Hooks) => {
-                run_create_hooks(spec, req, pid)?;
-                cli_chan.send(&Msg::HooksDone).map_err(channel_err)?;
+                run_create_hooks(&req.bundle.spec, req, pid)?;
+                chan.send(&Msg::HooksDone).map_err(channel_err)?;
             }
-            Some(Msg::Ready) => break,
+            Some(Msg::Ready) => return Ok(()),
             Some(Msg::Error(msg)) => return Err(msg),
-            Some(other) => return Err(format!("container init sent {other:?} out of order")),
-            None => return Err("container init exited during setup".into()),
+            Some(other) => return Err(format!("{peer} sent {other:?} out of order")),
+            None => return Err(format!("{peer} exited during setup")),
         }
     }
-    let pidfd = guard.pidfd.take().ok_or("init guard lost its pidfd")?;
-    Ok(Launched { pid, pidfd })
 }
 
 /// prestart (deprecated, still honoured) then createRuntime, in the runtime's namespaces.
