@@ -82,6 +82,9 @@ impl Agent {
     /// Blocks SIGCHLD (read from a signalfd instead) and prepares `<state>/runtime` (the
     /// engine's store) and `<state>/bundles`.
     pub fn new(channel: Channel, state_dir: PathBuf, guest: bool) -> Result<Agent> {
+        // Without this the engine prints its debug notes, and its container-side processes
+        // would print them into the container's stderr.
+        runvm_runtime::logging::init(None, runvm_runtime::cli::LogFormat::Text, false);
         let mut chld = SigSet::empty();
         chld.add(Signal::SIGCHLD);
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None)
