@@ -141,6 +141,9 @@ impl Agent {
                 bundle: bundle.clone(),
                 console_stream: child.console.clone(),
                 stdio: child.raw(),
+                // As the guest's PID 1 the root is the initramfs, which pivot_root cannot
+                // leave (EINVAL): the engine moves the rootfs onto / and chroots instead.
+                no_pivot: std::process::id() == 1,
                 ..Default::default()
             };
             let created = lifecycle::create(&self.store, &opts).map_err(|e| e.to_string())?;
