@@ -35,15 +35,6 @@ fn seccomp_available() -> bool {
         .is_ok_and(|s| s.lines().any(|l| l.starts_with("Seccomp:")))
 }
 
-fn find_in_path(program: &str) -> Option<String> {
-    std::env::var_os("PATH")?
-        .to_string_lossy()
-        .split(':')
-        .map(|dir| Path::new(dir).join(program))
-        .find(|p| p.is_file())
-        .map(|p| p.display().to_string())
-}
-
 fn guest_kernel() -> Option<String> {
     let path = std::env::var("RUNVM_GUEST_KERNEL").unwrap_or_else(|_| DEFAULT_GUEST_KERNEL.into());
     Path::new(&path).is_file().then_some(path)
@@ -78,7 +69,7 @@ pub fn check(calibrate: bool) -> CheckReport {
             kvm.explanation
         ),
     };
-    let qemu = find_in_path("qemu-system-x86_64");
+    let qemu = crate::vm::in_path("qemu-system-x86_64").map(|p| p.display().to_string());
     let emulated = ClassReport {
         available: false,
         why: match &qemu {

@@ -112,19 +112,7 @@ pub fn launch(req: &LaunchRequest) -> Result<Launched, String> {
     }
     let exec = ExecPlan::from_process(process)?;
 
-    let fifo_path = req.dir.fifo_path();
-    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o600))
-        .map_err(|e| format!("{}: mkfifo: {e}", fifo_path.display()))?;
-    // O_RDWR never blocks on a FIFO and makes init's later read block (not see EOF) until
-    // `start` writes.
-    let fifo = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&fifo_path)
-        .map_err(|e| format!("{}: {e}", fifo_path.display()))?;
-    let error_path = req.dir.path().join("init.err");
-    let error_file =
-        std::fs::File::create(&error_path).map_err(|e| format!("{}: {e}", error_path.display()))?;
+    let (fifo, error_file) = start_files(req.dir)?;
     let console = super::console::endpoint(req.console_stream, req.console_socket)?;
     let (cli_chan, init_chan) = channel::pair().map_err(|e| format!("socketpair: {e}"))?;
     if let Some(path) = &ns.pid_join {
@@ -176,6 +164,24 @@ pub fn launch(req: &LaunchRequest) -> Result<Launched, String> {
     req.cgroup.add_task(pid).map_err(|e| e.to_string())?;
     drive_to_ready(&cli_chan, req, pid, "container init")?;
     guard.disarm(pid)
+}
+
+/// What `start` talks to the standing process through (init, or a VM's supervisor): exec.fifo
+/// and init.err in the state directory. O_RDWR never blocks on a FIFO and makes the standing
+/// process's later read block (not see EOF) until `start` writes.
+pub(crate) fn start_files(dir: &ContainerDir) -> Result<(std::fs::File, std::fs::File), String> {
+    let fifo_path = dir.fifo_path();
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o600))
+        .map_err(|e| format!("{}: mkfifo: {e}", fifo_path.display()))?;
+    let fifo = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo_path)
+        .map_err(|e| format!("{}: {e}", fifo_path.display()))?;
+    let error_path = dir.path().join("init.err");
+    let error_file =
+        std::fs::File::create(&error_path).map_err(|e| format!("{}: {e}", error_path.display()))?;
+    Ok((fifo, error_file))
 }
 
 /// The cli's half of the channel protocol, shared by every engine's standing process (init, or

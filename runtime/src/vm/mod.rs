@@ -28,7 +28,7 @@ use crate::engine::Engine;
 use crate::isolation::VmSettings;
 use crate::process::launch::{LaunchRequest, Launched};
 
-pub use tools::unavailable_reason;
+pub use tools::{in_path, unavailable_reason};
 
 /// Where the guest sees the share: the rootfs at `rootfs/`, bind sources at `mounts/N`.
 pub const GUEST_SHARE: &str = "/run/runvm/share";

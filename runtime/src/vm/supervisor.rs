@@ -9,7 +9,7 @@
 //! guest, every signal it receives to the container's init. It exits with the container's
 //! status, after powering the VM off.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
@@ -22,7 +22,6 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::stat::Mode;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use runvm_agent_protocol::{check_version, AgentMessage, Fd, Frame, ReplyBody, RequestBody, Stdio};
 use runvm_oci::IsolationClass;
@@ -35,7 +34,7 @@ use super::{guest_config, share, tools};
 use crate::hooks::pidfd_open;
 use crate::isolation::VmSettings;
 use crate::process::channel::{self, Channel, Msg};
-use crate::process::launch::{drive_to_ready, InitGuard, LaunchRequest, Launched};
+use crate::process::launch::{drive_to_ready, start_files, InitGuard, LaunchRequest, Launched};
 use crate::process::{clone3, Forked};
 
 /// The stream id of the container's init in the agent protocol.
@@ -103,17 +102,7 @@ pub(super) fn launch(
         tools::virtiofsd(settings).ok_or_else(|| missing("virtiofsd"))?,
     );
     let image = guest_image(settings)?;
-    let fifo_path = req.dir.fifo_path();
-    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o600))
-        .map_err(|e| format!("{}: mkfifo: {e}", fifo_path.display()))?;
-    let fifo = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&fifo_path)
-        .map_err(|e| format!("{}: {e}", fifo_path.display()))?;
-    let error_path = req.dir.path().join("init.err");
-    let error_file =
-        File::create(&error_path).map_err(|e| format!("{}: {e}", error_path.display()))?;
+    let (fifo, error_file) = start_files(req.dir)?;
     let plan = Plan {
         id: req.id.to_string(),
         state_dir: req.dir.path().to_path_buf(),

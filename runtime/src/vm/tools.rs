@@ -7,7 +7,8 @@ use runvm_oci::IsolationClass;
 
 use crate::isolation::VmSettings;
 
-fn in_path(program: &str) -> Option<PathBuf> {
+/// The first `program` on PATH.
+pub fn in_path(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_string_lossy()
         .split(':')
